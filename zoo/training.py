@@ -85,6 +85,8 @@ def run_recipe(config, argv=None):
     """Train, evaluate and save the model a recipe describes; returns the card."""
     args = recipe_arguments(argv)
     config = dict(config)
+    if args.smoke:
+        config = smoke_config(config)
     if args.epochs is not None:
         config["epochs"] = args.epochs
     if args.seed is not None:
@@ -124,6 +126,16 @@ def run_recipe(config, argv=None):
     print(json.dumps({"name": name, "metrics": result.metrics, "wall_time_s": card["wall_time_s"],
                       "saved": str(output / name)}, indent=2))
     return card
+
+
+def smoke_config(config):
+    """The recipe's `smoke` overrides merged in (nested `model` dicts are merged too)."""
+    overrides = dict(config.get("smoke", {}))
+    merged = {**config, **overrides}
+    merged["model"] = {**config.get("model", {}), **overrides.get("model", {})}
+    merged.setdefault("epochs", 3)
+    merged["epochs"] = overrides.get("epochs", 3)
+    return merged
 
 
 def load_recipe(path_or_name):

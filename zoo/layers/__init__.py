@@ -13,12 +13,17 @@ from zoo.layers.recurrent import (  # noqa: F401
     rnn_layer,
 )
 from zoo.layers.text import (  # noqa: F401
+    CharacterEncoder,
+    CharIds,
     LetterTrigramEmbedding,
     SplitWords,
+    WordDropout,
     WordIds,
+    build_character_vocabulary,
     build_vocabulary,
     letter_trigrams,
 )
 from zoo.layers.conv import parallel_convolutions  # noqa: F401
 from zoo.layers.pooling import MaskedGlobalPooling  # noqa: F401
 from zoo.layers.crf import CRF  # noqa: F401
+from zoo.layers.attention import AdditiveAttention, MultiplicativeAttention  # noqa: F401

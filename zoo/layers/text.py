@@ -168,8 +168,8 @@ class LetterTrigramEmbedding(keras.layers.Layer):
         words = tf.strings.join(["#", tokens, "#"])
         chars = tf.strings.unicode_split(words, "UTF-8", errors="replace")
         grams = tf.strings.ngrams(chars, 3, separator="")
+        # Padding ("" -> "##") has no trigram, so it gets no id and a zero vector.
         ids = tf.strings.to_hash_bucket_fast(grams, self.num_buckets) + 1
-        ids = tf.where(tf.equal(tokens, PAD_TOKEN)[..., tf.newaxis], tf.zeros_like(ids), ids)
         return ids.to_tensor(default_value=0)
 
     def call(self, tokens):
@@ -212,4 +212,181 @@ class SplitWords(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(lowercase=self.lowercase, max_length=self.max_length)
+        return config
+
+
+# --------------------------------------------------------------------------------------
+# Character features for taggers (Ma & Hovy 2016 char CNN, Lample et al. 2016 char BiLSTM).
+# --------------------------------------------------------------------------------------
+
+
+def build_character_vocabulary(token_lists, min_count=1):
+    """Characters of the training tokens, most frequent first, case kept.
+
+    >>> build_character_vocabulary([["Ab", "b"]])
+    ['b', 'A']
+    """
+    return build_vocabulary(([*token] for tokens in token_lists for token in tokens),
+                            min_count=min_count, lowercase=False)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class CharIds(keras.layers.Layer):
+    """Tokens [B, T] (strings, "" = padding) -> character ids [B, T, C] (int32).
+
+    0 pads, 1 is the unknown character, 2.. index `vocabulary`. Case is kept,
+    so a tagger's character features see capitals even when its word lookup
+    is lowercased. Words are cut to `max_word_length` characters; C >= 1
+    even when every token is empty.
+
+    >>> import tensorflow as tf
+    >>> CharIds(["a", "b"])(tf.constant([["ab", "c"]])).numpy().tolist()
+    [[[2, 3], [1, 0]]]
+    """
+
+    def __init__(self, vocabulary, max_word_length=20, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary = list(vocabulary)
+        self.max_word_length = max_word_length
+        keys = tf.constant(self.vocabulary or [OOV_TOKEN], dtype=tf.string)
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.range(2, 2 + len(keys), dtype=tf.int32)),
+            default_value=1,
+        )
+
+    @property
+    def vocabulary_size(self):
+        """Number of ids including padding and the unknown character."""
+        return len(self.vocabulary) + 2
+
+    def call(self, tokens):
+        chars = tf.strings.unicode_split(tokens, "UTF-8", errors="replace")
+        chars = chars[:, :, : self.max_word_length]
+        ids = tf.ragged.map_flat_values(self._table.lookup, chars).to_tensor(default_value=0)
+        # One padding column keeps C >= 1 (a batch of empty strings has no characters).
+        ids = tf.pad(ids, [[0, 0], [0, 0], [0, 1]])
+        longest = tf.maximum(tf.shape(ids)[2] - 1, 1)
+        return ids[:, :, :longest]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (None,)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(vocabulary=self.vocabulary, max_word_length=self.max_word_length)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class CharacterEncoder(keras.layers.Layer):
+    """Character ids [B, T, C] -> one vector per word [B, T, D].
+
+    * `"cnn"` (Ma & Hovy 2016): embed characters, Conv1D (tanh) over each word,
+      max over its characters; D = `filters`.
+    * `"lstm"` (Lample et al. 2016): a BiLSTM reads each word; the final states
+      of both directions are concatenated; D = 2 * `units`. The LSTM is stock
+      Keras and cuDNN-eligible (words are right-padded and never empty: a
+      padding word gets one unknown character).
+
+    Words are processed as one flat batch of B*T character sequences.
+
+    >>> import numpy as np
+    >>> encoder = CharacterEncoder(10, kind="cnn", filters=8)
+    >>> encoder(np.ones((2, 3, 5), "int32")).shape
+    TensorShape([2, 3, 8])
+    """
+
+    def __init__(self, vocabulary_size, kind="cnn", embedding_dim=30, filters=30, kernel_size=3,
+                 units=25, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("cnn", "lstm"):
+            raise ValueError(f"kind must be 'cnn' or 'lstm', got {kind!r}")
+        self.vocabulary_size = vocabulary_size
+        self.kind = kind
+        self.embedding_dim = embedding_dim
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.units = units
+        self.dropout = dropout
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim,
+                                                name="char_embedding")
+        self.embedding_dropout = keras.layers.Dropout(dropout)
+        if kind == "cnn":
+            self.encoder = keras.layers.Conv1D(filters, kernel_size, padding="same",
+                                               activation="tanh", name="char_conv")
+        else:
+            self.encoder = keras.layers.Bidirectional(
+                keras.layers.LSTM(units, name="char_lstm"), name="char_bilstm")
+
+    @property
+    def output_dim(self):
+        return self.filters if self.kind == "cnn" else 2 * self.units
+
+    def build(self, input_shape):
+        self.embedding.build((None, None))
+        self.encoder.build((None, None, self.embedding_dim))
+
+    def call(self, char_ids, training=None):
+        shape = tf.shape(char_ids)
+        words = tf.reshape(char_ids, [-1, shape[2]])
+        if self.kind == "lstm":
+            words = ensure_one_step(words)  # cuDNN aborts on a word with no unmasked step
+        mask = tf.not_equal(words, 0)
+        x = self.embedding_dropout(self.embedding(words), training=training)
+        if self.kind == "cnn":
+            x = self.encoder(x)
+            x = tf.reduce_max(tf.where(mask[..., tf.newaxis], x, tf.cast(-1e9, x.dtype)), axis=1)
+            x = tf.where(tf.reduce_any(mask, axis=1, keepdims=True), x, tf.zeros_like(x))
+        else:
+            x = self.encoder(x, mask=mask, training=training)
+        return tf.reshape(x, tf.concat([shape[:2], [self.output_dim]], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2]) + (self.output_dim,)
+
+    def compute_mask(self, char_ids, mask=None):
+        # Words with characters are real. Concatenate ORs its inputs' masks (an
+        # unmasked input would unmask every padding step), so this one must be explicit.
+        return keras.ops.any(keras.ops.not_equal(char_ids, 0), axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(vocabulary_size=self.vocabulary_size, kind=self.kind,
+                      embedding_dim=self.embedding_dim, filters=self.filters,
+                      kernel_size=self.kernel_size, units=self.units, dropout=self.dropout)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class WordDropout(keras.layers.Layer):
+    """While training, replace each real word id by the OOV id with probability `rate`.
+
+    The OOV embedding then learns what an unseen word looks like (Lample et
+    al. 2016 replace singletons the same way), and the layers above learn to
+    lean on character features for rare words. Padding (0) is never touched;
+    at inference this is the identity.
+    """
+
+    def __init__(self, rate=0.0, oov_id=1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.oov_id = oov_id
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, ids, training=None):
+        if not training or not self.rate:
+            return ids
+        drop = keras.random.uniform(tf.shape(ids), seed=self.seed_generator) < self.rate
+        return tf.where(drop & tf.not_equal(ids, 0), tf.cast(self.oov_id, ids.dtype), ids)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, oov_id=self.oov_id, seed=self.seed)
         return config

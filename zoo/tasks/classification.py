@@ -27,6 +27,13 @@ class TextClassifier(keras.Model):
     return their constructor arguments from `get_config`.
     """
 
+    def set_pretrained_embeddings(self, matrix):
+        """Initialize every embedding channel with `matrix` [vocabulary_size, embedding_dim]."""
+        matrix = np.asarray(matrix, dtype="float32")
+        for layer in self.layers:
+            if isinstance(layer, keras.layers.Embedding):
+                layer.set_weights([matrix])
+
     def classify(self, texts, batch_size=64):
         """[(label, probability)] for each text."""
         probabilities = self.predict_proba(texts, batch_size)
@@ -95,14 +102,6 @@ class TextCNN(TextClassifier):
         self.num_filters = num_filters
         self.dropout_rate = dropout
         self.max_length = max_length
-
-    def set_pretrained_embeddings(self, matrix):
-        """Initialize every embedding channel with `matrix` [vocabulary_size, embedding_dim]."""
-        for name in ("embedding", "static_embedding"):
-            try:
-                self.get_layer(name).set_weights([np.asarray(matrix, dtype="float32")])
-            except ValueError:
-                pass
 
     def get_config(self):
         return dict(name=self.name, vocabulary=self.vocabulary, class_names=self.class_names,
@@ -229,25 +228,28 @@ def train(config, run_dir, smoke=False):
     else:
         val_texts, val_labels, _ = load_split(dataset, "validation")
         val_source = "official validation split"
-    if smoke:
-        texts, labels = texts[:400], labels[:400]
-        val_texts, val_labels = val_texts[:200], val_labels[:200]
+    if smoke:  # a small real subset: enough to see learning, fast enough for tests
+        texts, labels = texts[:1000], labels[:1000]
+        val_texts, val_labels = val_texts[:300], val_labels[:300]
 
     vocabulary = build_vocabulary(
         (t.split() for t in texts), min_count=config.get("min_count", 1),
         max_size=config.get("max_vocabulary"))
     model_kwargs = dict(config.get("model", {}))
-    if smoke:
-        model_kwargs.update(config.get("smoke_model", {}))
     model = registry.get_architecture(config["architecture"]).build(
         vocabulary=vocabulary, class_names=class_names, **model_kwargs)
+    if config.get("word_vectors") and not smoke:
+        from zoo import embeddings
+
+        model.set_pretrained_embeddings(embeddings.embedding_matrix(
+            vocabulary, embeddings.load_word_vectors(), seed=config.get("seed", 0)))
     model.compile(optimizer=keras.optimizers.Adam(config.get("learning_rate", 1e-3),
                                                   clipnorm=config.get("clipnorm")),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     batch_size = config.get("batch_size", 50)
     fit(model, text_batches(texts, labels, batch_size, shuffle=True, seed=config.get("seed", 0)),
         text_batches(val_texts, val_labels, 256, shuffle=False),
-        epochs=1 if smoke else config.get("epochs", 10), run_dir=run_dir,
+        epochs=config.get("epochs", 10), run_dir=run_dir,
         monitor="val_accuracy", mode="max", patience=config.get("patience", 3))
 
     metrics = evaluate(model, dataset, "test")
@@ -284,3 +286,14 @@ def examples(spec=None):
 registry.register_task(registry.TaskHandler(
     name="classification", evaluate=lambda model, spec, split="test": evaluate(model, spec.dataset, split),
     render=render, examples=examples, train=train))
+
+
+for _name, _arch, _dataset, _summary in (
+    ("textcnn-trec", "text-cnn", "trec", "Kim CNN-non-static, TREC question type (6 classes)"),
+    ("textcnn-sst2", "text-cnn", "sst2", "Kim CNN-non-static, SST-2 binary sentiment"),
+    ("sentiment-bilstm-sst2", "rnn-classifier", "sst2", "BiLSTM + max pooling, SST-2 sentiment"),
+    ("sentiment-bilstm-imdb", "rnn-classifier", "imdb", "BiLSTM + max pooling, IMDB reviews"),
+):
+    registry.register_pretrained(registry.ModelSpec(
+        name=_name, architecture=_arch, task="classification", dataset=_dataset,
+        recipe=f"recipes/{_name.replace('-', '_')}.py", metric="accuracy", summary=_summary))

@@ -1,0 +1,320 @@
+"""Tests of zoo.decoding on toy Markov models small enough to enumerate."""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo import decoding
+
+END = 2  # end-of-sequence token of the random toy models
+
+
+def random_model(vocab_size, seed):
+    """A second-order Markov model: P(next | previous input, input).
+
+    Its state holds the previous input, so a beam search that reorders states
+    wrongly conditions on the wrong history and no longer matches enumeration.
+    """
+    rng = np.random.default_rng(seed)
+    table = np.log(rng.dirichlet(np.full(vocab_size, 0.7), size=(vocab_size, vocab_size)))
+    return table
+
+
+def make_step_fn(table, record_inputs=False, forbid_end_input=False):
+    table_tensor = tf.constant(table, tf.float32)
+
+    def step_fn(token_ids, state):
+        if forbid_end_input:
+            tf.debugging.assert_none_equal(
+                token_ids, END, message="a finished hypothesis was extended"
+            )
+        log_probs = tf.gather_nd(table_tensor, tf.stack([state["previous"], token_ids], 1))
+        new_state = {"previous": token_ids}
+        if record_inputs:
+            return log_probs, new_state, {"input": tf.cast(token_ids, tf.float32)}
+        return log_probs, new_state
+
+    return step_fn
+
+
+def penalized(log_prob, length, alpha):
+    return log_prob / ((5.0 + length) / 6.0) ** alpha
+
+
+def enumerate_hypotheses(table, previous, start, max_length, alpha, end_id=END):
+    """Every hypothesis: ended ones up to max_length, and unended ones of max_length."""
+    hypotheses = []
+    vocab = range(table.shape[-1])
+    for length in range(1, max_length + 1):
+        for tokens in itertools.product(vocab, repeat=length):
+            ends = tokens[-1] == end_id
+            if end_id in tokens[:-1] or (not ends and length < max_length):
+                continue
+            inputs = (previous, start) + tokens
+            log_prob = sum(table[inputs[i], inputs[i + 1], tokens[i]] for i in range(length))
+            hypotheses.append((penalized(log_prob, length, alpha), list(tokens)))
+    return sorted(hypotheses, key=lambda h: -h[0])
+
+
+def padded(tokens, max_length, pad_id=0):
+    return tokens + [pad_id] * (max_length - len(tokens))
+
+
+def rescore(table, previous, start, tokens, length, alpha):
+    inputs = [previous, start] + list(tokens[:length])
+    log_prob = sum(table[inputs[i], inputs[i + 1], tokens[i]] for i in range(length))
+    return penalized(log_prob, length, alpha)
+
+
+def run_beam(table, previous, start, beam_size, max_length, alpha=0.0, **step_kwargs):
+    return decoding.beam_search(
+        make_step_fn(table, **step_kwargs),
+        {"previous": tf.constant(previous, tf.int32)},
+        tf.constant(start, tf.int32),
+        END,
+        beam_size=beam_size,
+        max_length=max_length,
+        length_penalty=alpha,
+    )
+
+
+def run_greedy(table, previous, start, max_length):
+    return decoding.greedy_search(
+        make_step_fn(table),
+        {"previous": tf.constant(previous, tf.int32)},
+        tf.constant(start, tf.int32),
+        END,
+        max_length,
+    )
+
+
+PREVIOUS, START = [0, 1, 3], [1, 0, 3]  # three sentences with different contexts
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beam_size_one_is_greedy(seed):
+    table = random_model(5, seed)
+    greedy = run_greedy(table, PREVIOUS, START, max_length=7)
+    beam = run_beam(table, PREVIOUS, START, beam_size=1, max_length=7)
+    np.testing.assert_array_equal(beam["tokens"][:, 0], greedy["tokens"])
+    np.testing.assert_array_equal(beam["lengths"][:, 0], greedy["lengths"])
+    np.testing.assert_array_equal(beam["scores"][:, 0], greedy["scores"])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
+def test_exhaustive_beam_matches_enumeration(alpha):
+    # With 3 tokens and 4 steps, 24 beams hold every hypothesis and every
+    # step's candidates, so beam search must return the exact 24 best.
+    # Ties (same transitions in another order) may come in either order, so
+    # compare the scores, then check each hypothesis is distinct and scored right.
+    table, max_length, beam_size = random_model(3, seed=4), 4, 24
+    beam = run_beam(table, PREVIOUS[:2], START[:2], beam_size, max_length, alpha)
+    for b in range(2):
+        expected = enumerate_hypotheses(table, PREVIOUS[b], START[b], max_length, alpha)
+        np.testing.assert_allclose(
+            beam["scores"][b], [s for s, _ in expected[:beam_size]], atol=1e-5
+        )
+        tokens, lengths = beam["tokens"][b].numpy(), beam["lengths"][b].numpy()
+        assert len({tuple(row[:n]) for row, n in zip(tokens, lengths)}) == beam_size
+        enumerated = {tuple(t): s for s, t in expected}
+        for row, length, score in zip(tokens, lengths, beam["scores"][b].numpy()):
+            np.testing.assert_allclose(score, enumerated[tuple(row[:length])], atol=1e-5)
+            assert not row[length:].any()
+
+
+def test_beam_finds_the_best_sequence_where_greedy_does_not():
+    # 0 = <s>, 1 = "a", 3 = "b", 2 = </s>. "a" is the likelier first word, but
+    # nothing likely follows it; "b </s>" is the most probable sentence.
+    probs = np.full((4, 4), 0.25)
+    probs[0] = [0.01, 0.54, 0.01, 0.44]
+    probs[1] = [0.01, 0.34, 0.32, 0.33]
+    probs[3] = [0.01, 0.04, 0.90, 0.05]
+    table = np.log(np.broadcast_to(probs, (4, 4, 4)))  # first order: ignore `previous`
+    best_score, best_tokens = enumerate_hypotheses(table, 0, 0, 4, alpha=0.0)[0]
+    assert best_tokens == [3, END]
+
+    greedy = run_greedy(table, [0], [0], max_length=4)
+    assert greedy["tokens"][0].numpy().tolist() != padded(best_tokens, 4)
+    beam = run_beam(table, [0], [0], beam_size=2, max_length=4)
+    assert beam["tokens"][0, 0].numpy().tolist() == padded(best_tokens, 4)
+    np.testing.assert_allclose(beam["scores"][0, 0], best_score, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_hypotheses_are_sorted_and_scored_by_penalized_log_prob(alpha):
+    table = random_model(6, seed=5)
+    beam = run_beam(table, PREVIOUS, START, beam_size=4, max_length=8, alpha=alpha)
+    scores = beam["scores"].numpy()
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    for b, k in itertools.product(range(3), range(4)):
+        expected = rescore(
+            table,
+            PREVIOUS[b],
+            START[b],
+            beam["tokens"][b, k].numpy(),
+            int(beam["lengths"][b, k]),
+            alpha,
+        )
+        np.testing.assert_allclose(scores[b, k], expected, atol=1e-5)
+    np.testing.assert_allclose(
+        beam["log_probs"], scores * ((5.0 + beam["lengths"].numpy()) / 6.0) ** alpha, atol=1e-5
+    )
+
+
+def test_finished_hypotheses_are_never_extended():
+    # step_fn asserts it is never fed the end token, even with more beams than
+    # hypotheses; outputs hold nothing but padding after the end token.
+    table, max_length = random_model(4, seed=6), 4
+    beam = run_beam(table, PREVIOUS, START, 50, max_length, forbid_end_input=True)
+    tokens, lengths = beam["tokens"].numpy(), beam["lengths"].numpy()
+    for row, length in zip(tokens.reshape(-1, max_length), lengths.reshape(-1)):
+        if length == 0:  # slot left empty: fewer hypotheses than beams
+            assert not row.any()
+            continue
+        assert END not in row[: length - 1]
+        assert row[length - 1] == END or length == max_length
+        assert not row[length:].any()
+
+
+def test_greedy_pads_after_end():
+    table = random_model(5, seed=7)
+    result = run_greedy(table, PREVIOUS, START, max_length=9)
+    for row, length in zip(result["tokens"].numpy(), result["lengths"].numpy()):
+        assert END not in row[: length - 1]
+        assert row[length - 1] == END or length == 9
+        assert not row[length:].any()
+
+
+def test_extras_follow_the_returned_hypotheses():
+    # Extras record each step's input, so along a correct path they equal the
+    # start token followed by the hypothesis itself, then zeros.
+    table, max_length = random_model(5, seed=8), 6
+    beam = run_beam(table, PREVIOUS, START, 3, max_length, alpha=0.6, record_inputs=True)
+    greedy = decoding.greedy_search(
+        make_step_fn(table, record_inputs=True),
+        {"previous": tf.constant(PREVIOUS)},
+        tf.constant(START),
+        END,
+        max_length,
+    )
+    paths = [
+        (beam["tokens"][b, k], beam["lengths"][b, k], beam["extras"]["input"][b, k], START[b])
+        for b, k in itertools.product(range(3), range(3))
+    ] + [
+        (greedy["tokens"][b], greedy["lengths"][b], greedy["extras"]["input"][b], START[b])
+        for b in range(3)
+    ]
+    for tokens, length, inputs, start in paths:
+        expected = padded([start] + tokens.numpy().tolist()[: length - 1], max_length)
+        np.testing.assert_array_equal(inputs, expected)
+
+
+def decode_both(table):
+    step_fn = make_step_fn(table)
+
+    def decode(previous, start):
+        state = {"previous": previous}
+        return (
+            decoding.beam_search(step_fn, state, start, END, 3, 7, length_penalty=0.6),
+            decoding.greedy_search(step_fn, state, start, END, 7),
+        )
+
+    return decode
+
+
+def assert_same_results(actual, expected):
+    for got, want in zip(actual, expected):
+        np.testing.assert_array_equal(got["tokens"], want["tokens"])
+        np.testing.assert_array_equal(got["lengths"], want["lengths"])
+        np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
+
+
+def test_runs_in_tf_function_with_dynamic_batch():
+    decode = decode_both(random_model(5, seed=9))
+    compiled = tf.function(decode, input_signature=[tf.TensorSpec([None], tf.int32)] * 2)
+    inputs = tf.constant(PREVIOUS), tf.constant(START)
+    assert_same_results(compiled(*inputs), decode(*inputs))
+
+
+def test_beam_search_compiles_with_xla():
+    # Greedy search shares its loop with sampling, compiled in the sampling test.
+    table = random_model(5, seed=9)
+    beam = lambda: run_beam(table, PREVIOUS, START, 3, 7, alpha=0.6)
+    assert_same_results([tf.function(beam, jit_compile=True)()], [beam()])
+
+
+def test_exports_in_a_saved_model(tmp_path):
+    table = random_model(5, seed=10)
+
+    class Translator(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+        def translate(self, start):
+            state = {"previous": tf.zeros_like(start)}
+            result = decoding.beam_search(make_step_fn(table), state, start, END, 2, 6)
+            return {"tokens": result["tokens"][:, 0], "scores": result["scores"][:, 0]}
+
+    tf.saved_model.save(Translator(), str(tmp_path))
+    restored = tf.saved_model.load(str(tmp_path))
+    start = tf.constant([0, 1, 3, 4])
+    expected = Translator().translate(start)
+    actual = restored.translate(start)
+    np.testing.assert_array_equal(actual["tokens"], expected["tokens"])
+    np.testing.assert_allclose(actual["scores"], expected["scores"])
+
+
+def run_sample(table, **kwargs):
+    return decoding.sample(
+        make_step_fn(table),
+        {"previous": tf.constant(PREVIOUS)},
+        tf.constant(START),
+        END,
+        max_length=8,
+        **kwargs,
+    )
+
+
+def test_sample_with_top_k_one_is_greedy():
+    table = random_model(6, seed=11)
+    greedy = run_greedy(table, PREVIOUS, START, max_length=8)
+    sampled = run_sample(table, top_k=1, temperature=1.5)
+    for key in ("tokens", "lengths", "scores"):
+        np.testing.assert_array_equal(sampled[key], greedy[key])
+
+
+def test_sample_is_reproducible_with_a_seed():
+    table = random_model(6, seed=12)
+    first, again = run_sample(table, seed=42), run_sample(table, seed=42)
+    other = run_sample(table, seed=43)
+    np.testing.assert_array_equal(first["tokens"], again["tokens"])
+    assert not np.array_equal(first["tokens"], other["tokens"])
+    compiled = tf.function(lambda: run_sample(table, seed=7, top_k=3), jit_compile=True)
+    np.testing.assert_array_equal(compiled()["tokens"], compiled()["tokens"])
+
+
+def test_sample_follows_the_model_distribution():
+    probs = np.array([0.1, 0.6, 0.05, 0.25])
+    table = np.log(np.broadcast_to(probs, (4, 4, 4)))
+    rows = np.zeros([4000], np.int32)
+
+    def first_tokens(**kwargs):
+        result = decoding.sample(
+            make_step_fn(table), {"previous": rows}, rows, END, max_length=1, seed=0, **kwargs
+        )
+        return result["tokens"][:, 0].numpy()
+
+    frequencies = np.bincount(first_tokens(), minlength=4) / len(rows)
+    np.testing.assert_allclose(frequencies, probs, atol=0.03)
+    assert set(np.unique(first_tokens(top_k=2))) == {1, 3}
+    assert set(np.unique(first_tokens(temperature=0.01))) == {1}
+
+
+def test_rejects_bad_arguments():
+    table = random_model(3, seed=13)
+    with pytest.raises(ValueError, match="max_length"):
+        run_greedy(table, [0], [0], max_length=0)
+    with pytest.raises(ValueError, match="beam_size"):
+        run_beam(table, [0], [0], beam_size=0, max_length=3)
+    with pytest.raises(ValueError, match="temperature"):
+        run_sample(table, temperature=0.0)

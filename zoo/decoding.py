@@ -1,0 +1,502 @@
+"""Greedy search, beam search and sampling, written in TensorFlow ops.
+
+One decoding module serves every generating task (translation, captioning,
+language modelling). Decoders run as a single `tf.while_loop`, so they trace
+into a `tf.function`, compile with `jit_compile=True` and export inside a
+SavedModel; there is no Python loop over time and no custom op.
+
+A model plugs in through a *step function*:
+
+    step_fn(token_ids, state) -> (log_probs, new_state)
+    step_fn(token_ids, state) -> (log_probs, new_state, extras)
+
+* `token_ids`: `[N]` int32, the previous token of each hypothesis.
+* `state`: any nest of tensors with leading dimension `N` (RNN states, ...).
+* `log_probs`: `[N, V]` normalized log-probabilities (<= 0) of the next token.
+* `extras` (optional): a nest of tensors with leading dimension `N`, e.g. the
+  attention weights of this step. Decoders record them along each returned
+  hypothesis as `[B, L, ...]` (greedy, sampling) or `[B, K, L, ...]` (beam).
+
+`N` is the batch size `B` for greedy search and sampling and `B * beam_size`
+for beam search, where the hypotheses of sentence `b` are rows
+`b * beam_size ... (b + 1) * beam_size - 1`. Beam search tiles `initial_state`
+and reorders it with a gather at every step. Tensors that are constant per
+sentence (encoder outputs, precomputed attention keys) are cheaper kept out of
+the state: tile them once with `tile_beams` and close over them in `step_fn`.
+`step_fn` is traced twice: the first step runs before the loop, to learn the
+structure of `state` and `extras` that the loop variables must keep.
+
+Outputs are dicts of tensors with a static time dimension `L = max_length`
+(a Python int): `tokens` hold the generated tokens, the end token included,
+then `pad_id`; `lengths` count the generated tokens, the end token included
+(a hypothesis that never ends has length `max_length`).
+
+Example, a GRU decoder with attention (`zoo.layers.attention`):
+
+```python
+def make_step_fn(encoder_outputs, source_mask):
+    keys = attention.precompute_keys(encoder_outputs)     # once per source
+
+    def step_fn(token_ids, state):
+        output, hidden = gru_cell(embedding(token_ids), state["hidden"])
+        context, weights = attention(output, encoder_outputs, mask=source_mask, keys=keys)
+        logits = projection(keras.ops.concatenate([output, context], -1))
+        return tf.nn.log_softmax(logits), {"hidden": hidden}, {"attention": weights}
+
+    return step_fn
+
+result = greedy_search(make_step_fn(encoder_outputs, source_mask),
+                       {"hidden": encoder_state}, start_ids, end_id, max_length=50)
+result["tokens"], result["extras"]["attention"]          # [B, 50], [B, 50, Ts]
+
+tiled = tile_beams((encoder_outputs, source_mask), beam_size=5)
+result = beam_search(make_step_fn(*tiled), {"hidden": encoder_state}, start_ids,
+                     end_id, beam_size=5, max_length=50, length_penalty=0.6)
+result["tokens"][:, 0], result["extras"]["attention"][:, 0]   # best hypotheses
+```
+"""
+
+import tensorflow as tf
+
+__all__ = ["beam_search", "gnmt_length_penalty", "greedy_search", "sample", "tile_beams"]
+
+# Score of a hypothesis that does not exist: beams beyond the first at step 0,
+# beams with nothing left to extend, unused slots of the finished pool. Finite
+# (unlike -inf) so that arithmetic on it never yields NaN.
+_DEAD = -1e30
+
+
+def _is_alive(log_probs):
+    return log_probs > _DEAD / 2
+
+
+def tile_beams(structure, beam_size):
+    """Repeats each `[B, ...]` tensor of a nest to `[B * beam_size, ...]`.
+
+    Row `b * beam_size + k` is a copy of row `b`, the layout `beam_search`
+    uses for the `N = B * beam_size` rows it passes to `step_fn`.
+    """
+    return tf.nest.map_structure(lambda x: tf.repeat(x, beam_size, axis=0), structure)
+
+
+def gnmt_length_penalty(length, alpha):
+    """GNMT length penalty lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al., 2016)."""
+    return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers
+
+
+def _call_step(step_fn, token_ids, state):
+    """Calls `step_fn`, returning `(log_probs float32, new_state, extras)`."""
+    outputs = step_fn(token_ids, state)
+    if len(outputs) == 2:
+        (log_probs, new_state), extras = outputs, ()
+    elif len(outputs) == 3:
+        log_probs, new_state, extras = outputs
+    else:
+        raise ValueError(
+            "`step_fn` must return (log_probs, new_state) or "
+            f"(log_probs, new_state, extras); it returned {len(outputs)} values."
+        )
+    return tf.cast(log_probs, tf.float32), new_state, extras
+
+
+def _static_or_dynamic_shape(x):
+    """The shape of `x` as a list: Python ints where known, scalar tensors elsewhere."""
+    dynamic = tf.shape(x)
+    return [dim if dim is not None else dynamic[i] for i, dim in enumerate(x.shape)]
+
+
+def _split_beams(x, beam_size):
+    """`[B * K, ...]` -> `[B, K, ...]`."""
+    return tf.reshape(x, [-1, beam_size] + _static_or_dynamic_shape(x)[1:])
+
+
+def _merge_beams(x):
+    """`[B, K, ...]` -> `[B * K, ...]`."""
+    return tf.reshape(x, [-1] + _static_or_dynamic_shape(x)[2:])
+
+
+def _empty_history(step_value, max_length):
+    """Zeros `[N, max_length, ...]` to record the `[N, ...]` `step_value` of each step."""
+    return tf.repeat(tf.expand_dims(tf.zeros_like(step_value), 1), max_length, axis=1)
+
+
+def _write_step(history, step, value):
+    """Writes `value` `[N, ...]` at time `step` of `history` `[N, L, ...]`.
+
+    A `where` over the time axis rather than a scatter: it keeps static shapes
+    and compiles with XLA; the cost is negligible next to a model step.
+    """
+    at_step = tf.equal(tf.range(tf.shape(history)[1]), step)
+    at_step = tf.reshape(at_step, [1, -1] + [1] * (history.shape.rank - 2))
+    return tf.where(at_step, tf.expand_dims(value, 1), history)
+
+
+def _broadcast_rows(condition, x):
+    """Reshapes a `[N]` condition to broadcast against `[N, ...]` `x`."""
+    return tf.reshape(condition, [-1] + [1] * (x.shape.rank - 1))
+
+
+def _check_max_length(max_length):
+    if not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"`max_length` must be a Python int >= 1, got {max_length!r}.")
+
+
+# ---------------------------------------------------------------------------
+# Greedy search and sampling: one hypothesis per sentence
+
+
+def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id):
+    """Decodes one hypothesis per row, taking `choose(log_probs, step)` at each step."""
+    _check_max_length(max_length)
+    start_ids = tf.convert_to_tensor(start_ids, tf.int32)
+    end_id = tf.convert_to_tensor(end_id, tf.int32)
+    batch_size = _static_or_dynamic_shape(start_ids)[0]
+
+    def update(outputs, loop):
+        log_probs, new_state, extras = outputs
+        step, finished = loop["step"], loop["finished"]
+        chosen = tf.cast(choose(log_probs, step), tf.int32)
+        chosen_log_prob = tf.gather(log_probs, chosen, batch_dims=1)
+        # Rows that already ended only receive padding and add nothing.
+        now_finished = finished | tf.equal(chosen, end_id)
+        record = lambda history, x: _write_step(
+            history, step, tf.where(_broadcast_rows(finished, x), tf.zeros_like(x), x)
+        )
+        return {
+            "step": step + 1,
+            # Ended rows are fed the end token: any valid id would do.
+            "ids": tf.where(now_finished, end_id, chosen),
+            "state": new_state,
+            "finished": now_finished,
+            "lengths": loop["lengths"] + tf.cast(~finished, tf.int32),
+            "log_probs": loop["log_probs"] + tf.where(finished, 0.0, chosen_log_prob),
+            "tokens": _write_step(loop["tokens"], step, tf.where(finished, pad_id, chosen)),
+            "extras": tf.nest.map_structure(record, loop["extras"], extras),
+        }
+
+    # The first step runs before the loop: its outputs tell the structure and
+    # shapes of `state` and `extras`, which the loop variables must keep.
+    first_outputs = _call_step(step_fn, start_ids, initial_state)
+    loop = {
+        "step": tf.constant(0),
+        "ids": start_ids,
+        "state": first_outputs[1],
+        "finished": tf.zeros([batch_size], tf.bool),
+        "lengths": tf.zeros([batch_size], tf.int32),
+        "log_probs": tf.zeros([batch_size], tf.float32),
+        "tokens": tf.fill([batch_size, max_length], tf.constant(pad_id, tf.int32)),
+        "extras": tf.nest.map_structure(lambda x: _empty_history(x, max_length), first_outputs[2]),
+    }
+    loop = update(first_outputs, loop)
+
+    def keep_going(loop):
+        return (loop["step"] < max_length) & ~tf.reduce_all(loop["finished"])
+
+    def body(loop):
+        return (update(_call_step(step_fn, loop["ids"], loop["state"]), loop),)
+
+    (loop,) = tf.while_loop(keep_going, body, (loop,), maximum_iterations=max_length - 1)
+    result = {"tokens": loop["tokens"], "lengths": loop["lengths"], "scores": loop["log_probs"]}
+    if tf.nest.flatten(loop["extras"]):
+        result["extras"] = loop["extras"]
+    return result
+
+
+def greedy_search(step_fn, initial_state, start_ids, end_id, max_length, pad_id=0):
+    """Decodes by taking the most likely token at every step.
+
+    Args:
+        step_fn: `(token_ids [B], state) -> (log_probs [B, V], new_state[, extras])`.
+            Rows that have ended are fed `end_id` until all rows end; what
+            `step_fn` returns for them is ignored.
+        initial_state: nest of `[B, ...]` tensors, the state before the first token.
+        start_ids: `[B]` int32 tokens fed at the first step (e.g. `<s>`).
+        end_id: the end-of-sequence token; a row stops after producing it.
+        max_length: Python int, the most tokens generated per row (end token included).
+        pad_id: the token written after the end.
+
+    Returns:
+        A dict with `tokens` `[B, max_length]` int32, `lengths` `[B]` int32
+        (end token included), `scores` `[B]` float32 (summed log-probabilities)
+        and, when `step_fn` returns extras, `extras` (each `[B, max_length, ...]`,
+        zeros after the end).
+    """
+    choose = lambda log_probs, step: tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+    return _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id)
+
+
+def _as_stateless_seed(seed):
+    """An int, a `[2]` tensor or None (draw one) -> a `[2]` int32 stateless seed."""
+    if seed is None:
+        return tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.zeros_like(seed)])
+    return tf.cast(seed, tf.int32)
+
+
+def sample(
+    step_fn,
+    initial_state,
+    start_ids,
+    end_id,
+    max_length,
+    temperature=1.0,
+    top_k=None,
+    seed=None,
+    pad_id=0,
+):
+    """Decodes by sampling each token from the (tempered, truncated) distribution.
+
+    At each step the next token is drawn from `softmax(log_probs / temperature)`,
+    restricted to the `top_k` most likely tokens when `top_k` is set
+    (`top_k=1` is greedy search). Sampling is stateless: the same `seed` gives
+    the same tokens, in eager mode, in a `tf.function` and under XLA.
+
+    Args:
+        step_fn, initial_state, start_ids, end_id, max_length, pad_id: as in
+            `greedy_search`.
+        temperature: positive float; below 1 sharpens, above 1 flattens.
+        top_k: optional int, sample among the `top_k` most likely tokens only.
+        seed: int or `[2]` int tensor for reproducible samples; `None` draws
+            a fresh seed at each call.
+
+    Returns:
+        The dict of `greedy_search`; `scores` are the summed log-probabilities of
+        the sampled tokens under the untempered, untruncated model.
+    """
+    if isinstance(temperature, (int, float)) and temperature <= 0:
+        raise ValueError(f"`temperature` must be positive, got {temperature}.")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"`top_k` must be None or >= 1, got {top_k}.")
+    seed = _as_stateless_seed(seed)
+
+    def choose(log_probs, step):
+        step_seed = tf.random.experimental.stateless_fold_in(seed, step)
+        logits = log_probs / temperature
+        if top_k is None:
+            return tf.random.stateless_categorical(logits, 1, step_seed, dtype=tf.int32)[:, 0]
+        top_logits, top_ids = tf.math.top_k(logits, k=top_k)
+        picked = tf.random.stateless_categorical(top_logits, 1, step_seed, dtype=tf.int32)
+        return tf.gather(top_ids, picked[:, 0], batch_dims=1)
+
+    return _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id)
+
+
+# ---------------------------------------------------------------------------
+# Beam search
+
+
+def _gather_beams(x, flat_parents):
+    """Reorders the `[B * K, ...]` rows of `x` to follow their parent beams."""
+    return tf.gather(x, flat_parents)
+
+
+def _top_finished(pool, candidates, beam_size):
+    """Keeps the `beam_size` best of two `[B, K]`-shaped pools of finished hypotheses.
+
+    Each pool is a dict of `scores` `[B, K]` and other fields `[B, K, ...]`.
+    `top_k` keeps the first of equal scores, so on ties `pool` (older,
+    shorter hypotheses) wins over `candidates`.
+    """
+    merged = tf.nest.map_structure(lambda a, b: tf.concat([a, b], axis=1), pool, candidates)
+    _, best = tf.math.top_k(merged["scores"], k=beam_size)
+    return tf.nest.map_structure(lambda x: tf.gather(x, best, batch_dims=1), merged)
+
+
+def beam_search(
+    step_fn,
+    initial_state,
+    start_ids,
+    end_id,
+    beam_size,
+    max_length,
+    length_penalty=0.0,
+    pad_id=0,
+):
+    """Decodes the `beam_size` best hypotheses of each sentence by beam search.
+
+    Hypotheses are ranked by their length-penalized score (GNMT):
+
+        score(Y) = log P(Y | X) / lp(Y),     lp(Y) = ((5 + |Y|) / 6) ** alpha
+
+    with `alpha = length_penalty` (0 ranks by log-probability alone; larger
+    values favour longer outputs). `|Y|` counts the end token.
+
+    At each step every live hypothesis is extended by every token; the
+    `beam_size` best extensions that do not end stay live, and each extension
+    that ends moves to a pool of finished hypotheses, provided it ranks among
+    the `beam_size` best extensions of that step (so `beam_size=1` is exactly
+    greedy search when `alpha = 0`). The pool keeps the `beam_size` best by
+    penalized score. Finished hypotheses are never extended. A sentence is
+    done when its pool is full and no live hypothesis can still beat its
+    worst member (log-probabilities only decrease, so a live hypothesis is
+    bounded by its current log-probability over the largest `lp` it could
+    reach); decoding stops when all sentences are done or at `max_length`.
+    Hypotheses still live at `max_length` compete with the finished ones, so
+    the result is the `beam_size` best of all hypotheses found, best first.
+
+    Args:
+        step_fn: `(token_ids [N], state) -> (log_probs [N, V], new_state[, extras])`
+            with `N = B * beam_size`; see the module docstring for the row layout.
+            Rows that hold no hypothesis (more beams than hypotheses) are fed
+            `pad_id`; `step_fn` is never fed the end token.
+        initial_state: nest of `[B, ...]` tensors; tiled to `[B * beam_size, ...]`.
+        start_ids: `[B]` int32 tokens fed at the first step.
+        end_id: the end-of-sequence token.
+        beam_size: Python int, the number of hypotheses kept per sentence.
+        max_length: Python int, the most tokens per hypothesis (end token included).
+        length_penalty: `alpha` of the GNMT length penalty.
+        pad_id: the token written after the end.
+
+    Returns:
+        A dict with, per sentence, the `beam_size` hypotheses sorted best first:
+        `tokens` `[B, K, max_length]` int32, `lengths` `[B, K]` int32 (end token
+        included), `scores` `[B, K]` float32 (penalized), `log_probs` `[B, K]`
+        float32 (unpenalized) and, when `step_fn` returns extras, `extras`
+        (each `[B, K, max_length, ...]`, recorded along each hypothesis' path).
+        If fewer than `beam_size` hypotheses exist (tiny vocabularies), the
+        missing ones have score `-inf`, length 0 and only padding.
+
+    Example:
+
+    ```python
+    result = beam_search(step_fn, {"hidden": encoder_state}, start_ids,
+                         end_id=2, beam_size=5, max_length=50, length_penalty=0.6)
+    best_tokens = result["tokens"][:, 0]      # [B, 50]
+    ```
+    """
+    _check_max_length(max_length)
+    if not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"`beam_size` must be a Python int >= 1, got {beam_size!r}.")
+    start_ids = tf.convert_to_tensor(start_ids, tf.int32)
+    end_id = tf.convert_to_tensor(end_id, tf.int32)
+    pad_id = tf.constant(pad_id, tf.int32)
+    k = beam_size
+    # Static when known, so loop variables keep one shape across iterations.
+    batch_size = _static_or_dynamic_shape(start_ids)[0]
+    penalty = lambda length: gnmt_length_penalty(length, length_penalty)
+    max_penalty = lambda step: tf.maximum(penalty(step + 1), penalty(max_length))
+
+    def update(outputs, loop):
+        log_probs, new_state, extras = outputs
+        step = loop["step"]
+        vocab_size = tf.shape(log_probs)[-1]
+        # [B, K, V]: log-probability of every one-token extension.
+        extended = tf.expand_dims(loop["alive_log_probs"], 2) + tf.reshape(
+            log_probs, [batch_size, k, vocab_size]
+        )
+        ending = tf.gather(extended, end_id, axis=2)  # [B, K]
+        is_end = tf.equal(tf.range(vocab_size), end_id)
+        continuing = tf.reshape(tf.where(is_end, _DEAD, extended), [batch_size, -1])
+        top_log_probs, top_ids = tf.math.top_k(continuing, k=k)  # [B, K]
+        parents, tokens = top_ids // vocab_size, top_ids % vocab_size
+        # Beams with nothing left to extend (more beams than hypotheses) are fed
+        # padding, so `step_fn` never sees the end token.
+        tokens = tf.where(_is_alive(top_log_probs), tokens, pad_id)
+        flat_parents = tf.reshape(parents + tf.expand_dims(tf.range(batch_size) * k, 1), [-1])
+
+        # An ending extension is kept if it ranks among the K best extensions;
+        # those are the union of the K best continuing and the K ending ones.
+        kth_best = tf.math.top_k(tf.concat([top_log_probs, ending], 1), k=k).values[:, -1:]
+        keep_ending = (ending >= kth_best) & _is_alive(ending)
+        ended = {
+            "scores": tf.where(keep_ending, ending / penalty(step + 1), _DEAD),
+            "log_probs": ending,
+            "lengths": tf.fill([batch_size, k], step + 1),
+            "tokens": _split_beams(
+                _write_step(loop["alive_tokens"], step, tf.fill([batch_size * k], end_id)), k
+            ),
+            "extras": tf.nest.map_structure(
+                lambda history, x: _split_beams(_write_step(history, step, x), k),
+                loop["alive_extras"],
+                extras,
+            ),
+        }
+        # Children inherit their parent's history, state and this step's extras.
+        from_parents = lambda x: _gather_beams(x, flat_parents)
+        flat_tokens = tf.reshape(tokens, [-1])
+        return {
+            "step": step + 1,
+            "ids": flat_tokens,
+            "state": tf.nest.map_structure(from_parents, new_state),
+            "alive_log_probs": top_log_probs,
+            "alive_tokens": _write_step(from_parents(loop["alive_tokens"]), step, flat_tokens),
+            "alive_extras": tf.nest.map_structure(
+                lambda history, x: _write_step(from_parents(history), step, from_parents(x)),
+                loop["alive_extras"],
+                extras,
+            ),
+            "finished": _top_finished(loop["finished"], ended, k),
+        }
+
+    def sentence_done(loop):
+        """[B] bool: the finished pool is full and no live hypothesis can beat it."""
+        best_alive = tf.reduce_max(loop["alive_log_probs"], axis=1)
+        best_reachable = tf.where(
+            _is_alive(best_alive), best_alive / max_penalty(loop["step"]), _DEAD
+        )
+        return loop["finished"]["scores"][:, -1] >= best_reachable
+
+    def keep_going(loop):
+        return (loop["step"] < max_length) & ~tf.reduce_all(sentence_done(loop))
+
+    def body(loop):
+        return (update(_call_step(step_fn, loop["ids"], loop["state"]), loop),)
+
+    # Only beam 0 of each sentence is live at first, so that the K copies of
+    # the start do not fill the beam with K identical hypotheses.
+    first_beam_only = tf.concat([[0.0], tf.fill([k - 1], _DEAD)], 0)
+    ids = tf.repeat(start_ids, k)
+    state = tile_beams(initial_state, k)
+    first_outputs = _call_step(step_fn, ids, state)
+    extras_history = tf.nest.map_structure(
+        lambda x: _empty_history(x, max_length), first_outputs[2]
+    )
+    loop = {
+        "step": tf.constant(0),
+        "ids": ids,
+        "state": first_outputs[1],
+        "alive_log_probs": tf.tile(first_beam_only[None], [batch_size, 1]),
+        "alive_tokens": tf.fill([batch_size * k, max_length], pad_id),
+        "alive_extras": extras_history,
+        "finished": {
+            "scores": tf.fill([batch_size, k], _DEAD),
+            "log_probs": tf.fill([batch_size, k], _DEAD),
+            "lengths": tf.zeros([batch_size, k], tf.int32),
+            "tokens": tf.fill([batch_size, k, max_length], pad_id),
+            "extras": tf.nest.map_structure(lambda h: _split_beams(h, k), extras_history),
+        },
+    }
+    loop = update(first_outputs, loop)
+    (loop,) = tf.while_loop(keep_going, body, (loop,), maximum_iterations=max_length - 1)
+    return _final_hypotheses(loop, k, penalty, pad_id)
+
+
+def _final_hypotheses(loop, beam_size, penalty, pad_id):
+    """The `beam_size` best of finished and still-live hypotheses, as a result dict."""
+    alive_log_probs = loop["alive_log_probs"]
+    unfinished = {
+        "scores": tf.where(
+            _is_alive(alive_log_probs), alive_log_probs / penalty(loop["step"]), _DEAD
+        ),
+        "log_probs": alive_log_probs,
+        "lengths": tf.fill(tf.shape(alive_log_probs), loop["step"]),
+        "tokens": _split_beams(loop["alive_tokens"], beam_size),
+        "extras": tf.nest.map_structure(lambda h: _split_beams(h, beam_size), loop["alive_extras"]),
+    }
+    best = _top_finished(loop["finished"], unfinished, beam_size)
+    exists = _is_alive(best["scores"])
+    result = {
+        "tokens": tf.where(exists[:, :, None], best["tokens"], pad_id),
+        "lengths": tf.where(exists, best["lengths"], 0),
+        "scores": tf.where(exists, best["scores"], float("-inf")),
+        "log_probs": tf.where(exists, best["log_probs"], float("-inf")),
+    }
+    if tf.nest.flatten(best["extras"]):
+        result["extras"] = best["extras"]
+    return result
