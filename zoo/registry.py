@@ -24,6 +24,7 @@ class Architecture:
     build: Callable  # (**kwargs) -> keras.Model with fresh weights
     summary: str
     demo_kwargs: dict = dataclasses.field(default_factory=dict)  # small config for `zoo demo`
+    search_space: dict = dataclasses.field(default_factory=dict)  # default `zoo tune` space
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +65,16 @@ def models_dir():
     return Path(os.environ.get("ZOO_MODELS_DIR", REPO_ROOT / "saved_models"))
 
 
-def register_architecture(name, task, summary, demo_kwargs=None):
-    """Decorator for a builder function: `@register_architecture("text-cnn", ...)`."""
+def register_architecture(name, task, summary, demo_kwargs=None, search_space=None):
+    """Decorator for a builder function: `@register_architecture("text-cnn", ...)`.
+
+    `search_space` maps recipe-config keys ("learning_rate", "model.units") to
+    hyperparameter ranges (see `zoo.tuning`); it is the default for `zoo tune`.
+    """
 
     def decorate(build):
-        _ARCHITECTURES[name] = Architecture(name, task, build, summary, demo_kwargs or {})
+        _ARCHITECTURES[name] = Architecture(name, task, build, summary, demo_kwargs or {},
+                                            search_space or {})
         return build
 
     return decorate

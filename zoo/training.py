@@ -38,6 +38,17 @@ class TrainResult:
     metrics: dict  # on the official test split
     data: str  # which data, which splits
     extra: dict = dataclasses.field(default_factory=dict)  # anything else for the card
+    validation: dict = dataclasses.field(default_factory=dict)  # best epoch's val_* (tuning)
+
+
+def best_epoch_metrics(history, monitor, mode="max"):
+    """The validation metrics of the epoch where `monitor` was best (what early stopping kept)."""
+    values = history.history.get(monitor) or []
+    if not values:
+        return {}
+    pick = max if mode == "max" else min
+    best = values.index(pick(values))
+    return {k: float(v[best]) for k, v in history.history.items() if k.startswith("val_")}
 
 
 def fit(model, train_data, val_data=None, *, epochs, run_dir, monitor="val_loss", mode="auto",
@@ -106,13 +117,14 @@ def run_recipe(config, argv=None):
     result = registry.get_task(config["task"]).train(config, run_dir=run_dir, smoke=args.smoke)
     wall_time = time.perf_counter() - started
 
-    command = f"zoo train recipes/{config['recipe_file']}" if "recipe_file" in config else None
+    recipe_file = str(config.get("recipe_file", f"{name.replace('-', '_')}.py"))
+    command = f"zoo train {recipe_file if '/' in recipe_file else 'recipes/' + recipe_file}"
     card = dict(
         name=name,
         task=config["task"],
         architecture=config.get("architecture"),
         metrics=result.metrics,
-        recipe=(command or f"zoo train {name}") + (" --smoke" if args.smoke else ""),
+        recipe=command + (" --smoke" if args.smoke else ""),
         data=result.data,
         seed=config.get("seed", 0),
         config={k: v for k, v in config.items() if k not in ("name", "task")},

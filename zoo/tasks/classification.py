@@ -92,7 +92,8 @@ class TextCNN(TextClassifier):
         features = parallel_convolutions(channels, tuple(filter_widths), num_filters)
         features = keras.layers.Dropout(dropout, name="dropout")(features)
         outputs = keras.layers.Dense(len(class_names), activation="softmax", name="classes",
-                                     kernel_constraint=keras.constraints.MaxNorm(3.0))(features)
+                                     kernel_constraint=keras.constraints.MaxNorm(3.0),
+                                     dtype="float32")(features)  # float32 under mixed precision
         super().__init__(inputs, outputs, **kwargs)
         self.vocabulary = list(vocabulary)
         self.class_names = list(class_names)
@@ -130,7 +131,8 @@ class RNNClassifier(TextClassifier):
                             return_sequences=True, name="encoder")
         x = MaskedGlobalPooling(pooling, name="pool")(x)
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-        outputs = keras.layers.Dense(len(class_names), activation="softmax", name="classes")(x)
+        outputs = keras.layers.Dense(len(class_names), activation="softmax", name="classes",
+                                     dtype="float32")(x)
         super().__init__(inputs, outputs, **kwargs)
         self.vocabulary = list(vocabulary)
         self.class_names = list(class_names)
@@ -156,7 +158,10 @@ _DEMO_VOCAB = ["a", "good", "bad", "film", "movie", "great", "boring"]
 @registry.register_architecture(
     "text-cnn", "classification", "Kim (2014) CNN for sentences (rand/static/non-static/multichannel)",
     demo_kwargs=dict(vocabulary=_DEMO_VOCAB, class_names=["negative", "positive"], embedding_dim=16,
-                     num_filters=8))
+                     num_filters=8),
+    search_space={"model.num_filters": [50, 100, 200], "model.dropout": (0.2, 0.6, 0.1),
+                  "model.filter_widths": [[3, 4, 5], [2, 3, 4], [3, 5, 7]],
+                  "learning_rate": (1e-4, 3e-3, "log")})
 def build_text_cnn(vocabulary=(), class_names=None, num_classes=None, **kwargs):
     return TextCNN(list(vocabulary), _class_names(class_names, num_classes), **kwargs)
 
@@ -164,7 +169,10 @@ def build_text_cnn(vocabulary=(), class_names=None, num_classes=None, **kwargs):
 @registry.register_architecture(
     "rnn-classifier", "classification", "Embedding + stacked BiLSTM/BiGRU + pooling classifier",
     demo_kwargs=dict(vocabulary=_DEMO_VOCAB, class_names=["negative", "positive"], units=8,
-                     embedding_dim=8))
+                     embedding_dim=8),
+    search_space={"model.units": [32, 64, 128, 256], "model.num_layers": (1, 2),
+                  "model.dropout": (0.0, 0.5, 0.1), "model.cell": ["lstm", "gru"],
+                  "model.embedding_dim": [64, 128, 300], "learning_rate": (1e-4, 3e-3, "log")})
 def build_rnn_classifier(vocabulary=(), class_names=None, num_classes=None, **kwargs):
     return RNNClassifier(list(vocabulary), _class_names(class_names, num_classes), **kwargs)
 
@@ -217,7 +225,7 @@ def _validation_split(texts, labels, fraction, seed):
 
 def train(config, run_dir, smoke=False):
     """Train the model a recipe CONFIG describes; evaluate on the official test split."""
-    from zoo.training import TrainResult, fit
+    from zoo.training import TrainResult, best_epoch_metrics, fit
 
     dataset = config["dataset"]
     texts, labels, class_names = load_split(dataset, "train")
@@ -247,7 +255,7 @@ def train(config, run_dir, smoke=False):
                                                   clipnorm=config.get("clipnorm")),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     batch_size = config.get("batch_size", 50)
-    fit(model, text_batches(texts, labels, batch_size, shuffle=True, seed=config.get("seed", 0)),
+    history = fit(model, text_batches(texts, labels, batch_size, shuffle=True, seed=config.get("seed", 0)),
         text_batches(val_texts, val_labels, 256, shuffle=False),
         epochs=config.get("epochs", 10), run_dir=run_dir,
         monitor="val_accuracy", mode="max", patience=config.get("patience", 3))
@@ -259,7 +267,8 @@ def train(config, run_dir, smoke=False):
         model=model, metrics=metrics,
         data=f"{dataset}: train ({len(texts)} examples), validation: {val_source}, "
              f"metrics on the official test split",
-        extra={"vocabulary_size": len(vocabulary) + 2})
+        extra={"vocabulary_size": len(vocabulary) + 2},
+        validation=best_epoch_metrics(history, "val_accuracy", "max"))
 
 
 def render(model, inputs, top_k=3, **_):
