@@ -5,6 +5,7 @@
     zoo predict NAME INPUT... [--plot out.png]
     zoo evaluate NAME [--split test] [--json]
     zoo train RECIPE [--smoke] [--epochs N] [--output DIR]
+    zoo train --from NAME --data FILE [--epochs N] [--extend-vocabulary]
     zoo tune RECIPE --max-trials N
     zoo export NAME [--format saved_model] [--output DIR]
     zoo demo
@@ -82,9 +83,12 @@ def cmd_evaluate(args):
 
 def cmd_train(args, rest):
     _zoo()
-    from zoo.training import load_recipe, run_recipe
+    from zoo.training import load_recipe, run_fine_tune, run_recipe
 
-    run_recipe(load_recipe(args.recipe), rest)
+    if args.recipe is None or args.recipe.startswith("--"):
+        run_fine_tune(([args.recipe] if args.recipe else []) + rest)
+    else:
+        run_recipe(load_recipe(args.recipe), rest)
     return 0
 
 
@@ -148,8 +152,8 @@ def build_parser():
     p.add_argument("name")
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p = sub.add_parser("train", help="run a recipe (other flags go to the recipe)")
-    p.add_argument("recipe")
+    p = sub.add_parser("train", help="run a recipe, or fine-tune: train --from NAME --data FILE")
+    p.add_argument("recipe", nargs="?")
     p = sub.add_parser("tune", help="keras-tuner search over a recipe's hyperparameters")
     p.add_argument("recipe")
     p = sub.add_parser("export", help="export a pretrained model for serving")

@@ -53,6 +53,7 @@ class TaskHandler:
     render: Callable  # (model, inputs: list[str], **options) -> list[str] readable lines
     examples: Callable  # (spec) -> list of example inputs shipped with the package
     train: Callable  # (config, run_dir, smoke) -> training.TrainResult
+    fine_tune: Optional[Callable] = None  # (model, data_path, run_dir, **options) -> (model, metrics)
 
 
 _ARCHITECTURES: dict = {}

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,8 +68,20 @@ def fit(model, train_data, val_data=None, *, epochs, run_dir, monitor="val_loss"
             monitor=monitor, mode=mode, patience=patience, restore_best_weights=True))
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
+    train_data, val_data = (_even_batches(d) for d in (train_data, val_data))
     return model.fit(train_data, validation_data=val_data, epochs=epochs,
                      callbacks=all_callbacks, verbose=verbose)
+
+
+def _even_batches(dataset):
+    """Under a multi-replica strategy, drop batches that would leave a replica empty."""
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1 or dataset is None or not isinstance(dataset, tf.data.Dataset):
+        return dataset
+    first = lambda batch, *rest: tf.nest.flatten(batch)[0]  # noqa: E731
+    return dataset.filter(lambda *b: tf.shape(first(*b))[0] % replicas == 0)
 
 
 def _git_commit():
@@ -89,7 +102,73 @@ def recipe_arguments(argv=None):
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument("--run-dir", help="where checkpoints/logs go (default runs/NAME)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                        help="tf.distribute strategy; multi-worker reads TF_CONFIG")
+    parser.add_argument("--cpu-replicas", type=int,
+                        help="split the CPU into N logical devices (try mirrored without GPUs)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="mixed precision policy; output layers stay float32")
     return parser.parse_args(argv)
+
+
+STRATEGIES = ("default", "mirrored", "multi-worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def _allow_string_batches_under_strategies():
+    """Keras 3.15 MEAN-reduces one distributed batch just to learn its shapes before
+    building the model, which fails on string batches (our models take raw text).
+    Take the first replica's batch instead: same shapes and dtypes, no arithmetic."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.TensorFlowTrainer, "_zoo_patched", False):
+        return
+    original = trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None or iterator is None:
+            return original(self, iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = tf.nest.map_structure(
+                lambda v: self.distribute_strategy.experimental_local_results(v)[0], next(it))
+            break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=batch)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    trainer.TensorFlowTrainer._zoo_patched = True
+
+
+def make_strategy(kind="default", cpu_replicas=None):
+    """A tf.distribute strategy; create it before any other TensorFlow work."""
+    import tensorflow as tf
+
+    if kind != "default":
+        _allow_string_batches_under_strategies()
+    if cpu_replicas:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+    if kind == "mirrored":
+        devices = None
+        if cpu_replicas and not tf.config.list_physical_devices("GPU"):
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if kind == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief():
+    """False on the non-chief workers of a multi-worker run (they must not write the model)."""
+    import os
+
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = tf_config.get("task", {})
+    return task.get("type", "chief") == "chief" or (
+        task.get("type") == "worker" and task.get("index", 0) == 0
+        and "chief" not in tf_config.get("cluster", {}))
 
 
 def run_recipe(config, argv=None):
@@ -104,17 +183,22 @@ def run_recipe(config, argv=None):
         config["seed"] = args.seed
     name = config["name"]
     if args.smoke and not args.output:
-        import tempfile
-
         args.output = tempfile.mkdtemp(prefix="zoo-smoke-")
     output = Path(args.output) if args.output else registry.models_dir()
     run_dir = Path(args.run_dir or registry.REPO_ROOT / "runs" / name)
     if args.smoke:
         run_dir = output / "runs" / name
+    strategy = make_strategy(args.strategy, args.cpu_replicas)
+    keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(config.get("seed", 0))
+    # Each replica sees the recipe's batch size: the global batch scales with replicas.
+    config["batch_size"] = config.get("batch_size", 32) * strategy.num_replicas_in_sync
+    if not is_chief():
+        output, run_dir = Path(tempfile.mkdtemp(prefix="zoo-worker-")), run_dir / "worker"
 
     started = time.perf_counter()
-    result = registry.get_task(config["task"]).train(config, run_dir=run_dir, smoke=args.smoke)
+    with strategy.scope():
+        result = registry.get_task(config["task"]).train(config, run_dir=run_dir, smoke=args.smoke)
     wall_time = time.perf_counter() - started
 
     recipe_file = str(config.get("recipe_file", f"{name.replace('-', '_')}.py"))
@@ -132,6 +216,8 @@ def run_recipe(config, argv=None):
         wall_time_s=round(wall_time, 1),
         commit=_git_commit(),
         smoke=args.smoke,
+        strategy=f"{args.strategy} ({strategy.num_replicas_in_sync} replicas)",
+        precision=args.precision,
         **result.extra,
     )
     card = save_pretrained(result.model, output / name, card)
@@ -165,3 +251,46 @@ def load_recipe(path_or_name):
     config = dict(module.CONFIG)
     config.setdefault("recipe_file", path.name)
     return config
+
+
+def fine_tune_arguments(argv=None):
+    parser = argparse.ArgumentParser(prog="zoo train --from NAME",
+                                     description="Fine-tune a pretrained model on your data.")
+    parser.add_argument("--from", dest="source", required=True, help="pretrained model name")
+    parser.add_argument("--data", required=True, help="your labelled file (CSV/TSV, CoNLL, ...)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--holdout", type=float, default=0.2,
+                        help="fraction of the file scored before and after, never trained on")
+    parser.add_argument("--extend-vocabulary", action="store_true",
+                        help="add the file's new words (seen twice or more) to the vocabulary")
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="train only the output layer")
+    parser.add_argument("--output", help="models folder (default saved_models/)")
+    parser.add_argument("--name", help="name of the fine-tuned model (default NAME-finetuned)")
+    return parser.parse_args(argv)
+
+
+def run_fine_tune(argv=None):
+    """`zoo train --from NAME --data FILE`: fine-tune, score a held-out part, save with a card."""
+    import zoo
+
+    args = fine_tune_arguments(argv)
+    spec = registry.get_pretrained(args.source)
+    handler = registry.get_task(spec.task)
+    if handler.fine_tune is None:
+        raise ValueError(f"Fine-tuning is not available for {spec.task} models yet.")
+    name = args.name or f"{args.source}-finetuned"
+    output = Path(args.output) if args.output else registry.models_dir()
+    started = time.perf_counter()
+    model, metrics = handler.fine_tune(
+        zoo.load(args.source), args.data, run_dir=output / "runs" / name, epochs=args.epochs,
+        learning_rate=args.learning_rate, holdout=args.holdout, extend=args.extend_vocabulary,
+        freeze_encoder=args.freeze_encoder)
+    card = save_pretrained(model, output / name, dict(
+        name=name, task=spec.task, architecture=spec.architecture, base_model=args.source,
+        metrics=metrics, recipe="zoo train " + " ".join(argv or sys.argv[1:]),
+        data=f"{args.data} ({int(100 * args.holdout)}% held out for scoring)",
+        trained_on=machine_description(), wall_time_s=round(time.perf_counter() - started, 1)))
+    print(json.dumps({"name": name, "metrics": metrics, "saved": str(output / name)}, indent=2))
+    return card

@@ -223,52 +223,146 @@ def _validation_split(texts, labels, fraction, seed):
     return pick(order[:cut]), pick(order[cut:])
 
 
-def train(config, run_dir, smoke=False):
-    """Train the model a recipe CONFIG describes; evaluate on the official test split."""
-    from zoo.training import TrainResult, best_epoch_metrics, fit
-
+def _training_data(config, smoke):
+    """(train texts, labels), (validation texts, labels), class names, where validation came from."""
     dataset = config["dataset"]
     texts, labels, class_names = load_split(dataset, "train")
     if config.get("validation_split"):
         (texts, labels), (val_texts, val_labels) = _validation_split(
             texts, labels, config["validation_split"], config.get("seed", 0))
-        val_source = f"{int(100 * config['validation_split'])}% of train held out"
+        source = f"{int(100 * config['validation_split'])}% of train held out"
     else:
         val_texts, val_labels, _ = load_split(dataset, "validation")
-        val_source = "official validation split"
+        source = "official validation split"
     if smoke:  # a small real subset: enough to see learning, fast enough for tests
         texts, labels = texts[:1000], labels[:1000]
         val_texts, val_labels = val_texts[:300], val_labels[:300]
+    return (texts, labels), (val_texts, val_labels), class_names, source
 
-    vocabulary = build_vocabulary(
-        (t.split() for t in texts), min_count=config.get("min_count", 1),
-        max_size=config.get("max_vocabulary"))
-    model_kwargs = dict(config.get("model", {}))
+
+def compile_classifier(model, learning_rate=1e-3, clipnorm=None):
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=clipnorm),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit_classifier(model, train_data, val_data, config, run_dir):
+    """The shared fit loop on bucketed string batches; early stopping on validation accuracy."""
+    from zoo.training import fit
+
+    seed = config.get("seed", 0)
+    return fit(model, text_batches(*train_data, config.get("batch_size", 50), True, seed),
+               text_batches(*val_data, 256, False), epochs=config.get("epochs", 10),
+               run_dir=run_dir, monitor="val_accuracy", mode="max",
+               patience=config.get("patience", 3))
+
+
+def train(config, run_dir, smoke=False):
+    """Train the model a recipe CONFIG describes; evaluate on the official test split."""
+    from zoo.training import TrainResult, best_epoch_metrics
+
+    train_data, val_data, class_names, val_source = _training_data(config, smoke)
+    vocabulary = build_vocabulary((t.split() for t in train_data[0]),
+                                  min_count=config.get("min_count", 1),
+                                  max_size=config.get("max_vocabulary"))
     model = registry.get_architecture(config["architecture"]).build(
-        vocabulary=vocabulary, class_names=class_names, **model_kwargs)
+        vocabulary=vocabulary, class_names=class_names, **config.get("model", {}))
     if config.get("word_vectors") and not smoke:
         from zoo import embeddings
 
         model.set_pretrained_embeddings(embeddings.embedding_matrix(
             vocabulary, embeddings.load_word_vectors(), seed=config.get("seed", 0)))
-    model.compile(optimizer=keras.optimizers.Adam(config.get("learning_rate", 1e-3),
-                                                  clipnorm=config.get("clipnorm")),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    batch_size = config.get("batch_size", 50)
-    history = fit(model, text_batches(texts, labels, batch_size, shuffle=True, seed=config.get("seed", 0)),
-        text_batches(val_texts, val_labels, 256, shuffle=False),
-        epochs=config.get("epochs", 10), run_dir=run_dir,
-        monitor="val_accuracy", mode="max", patience=config.get("patience", 3))
-
-    metrics = evaluate(model, dataset, "test")
-    if smoke:
-        metrics = evaluate_texts(model, val_texts, val_labels)
+    compile_classifier(model, config.get("learning_rate", 1e-3), config.get("clipnorm"))
+    history = fit_classifier(model, train_data, val_data, config, run_dir)
+    # Smoke runs score the validation subset: the test split is for real runs only.
+    metrics = evaluate_texts(model, *val_data) if smoke else evaluate(model, config["dataset"])
     return TrainResult(
         model=model, metrics=metrics,
-        data=f"{dataset}: train ({len(texts)} examples), validation: {val_source}, "
-             f"metrics on the official test split",
+        data=f"{config['dataset']}: train ({len(train_data[0])} examples), validation: "
+             f"{val_source}, metrics on the official test split",
         extra={"vocabulary_size": len(vocabulary) + 2},
         validation=best_epoch_metrics(history, "val_accuracy", "max"))
+
+
+# --------------------------------------------------------------------------------------
+# Fine-tuning a pretrained classifier on a user's CSV/TSV
+# --------------------------------------------------------------------------------------
+
+
+def read_labelled_file(path, class_names):
+    """(texts, label ids) from a CSV/TSV with `text` and `label` columns (or the first two).
+
+    Labels may be class names or integer ids; an unknown label is an error that
+    lists the model's classes.
+    """
+    import csv
+
+    delimiter = "\t" if str(path).endswith((".tsv", ".tab")) else ","
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f, delimiter=delimiter) if r]
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    header = [h.strip().lower() for h in rows[0]]
+    text_col, label_col = (header.index("text"), header.index("label")) if {
+        "text", "label"} <= set(header) else (0, 1)
+    body = rows[1:] if {"text", "label"} <= set(header) else rows
+    index = {name: i for i, name in enumerate(class_names)}
+    texts, labels = [], []
+    for line, row in enumerate(body, start=2 if body is not rows else 1):
+        raw = row[label_col].strip()
+        if raw in index:
+            labels.append(index[raw])
+        elif raw.isdigit() and int(raw) < len(class_names):
+            labels.append(int(raw))
+        else:
+            raise ValueError(f"{path}:{line}: label {raw!r} is not one of {class_names}")
+        texts.append(row[text_col])
+    return texts, labels
+
+
+def extend_vocabulary(model, texts, min_count=2):
+    """A copy of `model` whose vocabulary also has the new words of `texts` (>= min_count).
+
+    Known words keep their trained vectors; new words start from small random ones.
+    """
+    known = set(model.vocabulary)
+    new_words = [w for w in build_vocabulary((t.split() for t in texts), min_count=min_count)
+                 if w not in known]
+    if not new_words:
+        return model
+    config = model.get_config()
+    config["vocabulary"] = list(model.vocabulary) + new_words
+    bigger = type(model).from_config(config)
+    for old, new in zip(model.layers, bigger.layers):
+        weights = old.get_weights()
+        if isinstance(old, keras.layers.Embedding):
+            extra = np.random.default_rng(0).uniform(-0.05, 0.05, (len(new_words), weights[0].shape[1]))
+            weights = [np.concatenate([weights[0], extra.astype("float32")])]
+        new.set_weights(weights)
+    return bigger
+
+
+def fine_tune(model, data_path, run_dir, epochs=3, learning_rate=1e-4, holdout=0.2,
+              extend=False, freeze_encoder=False, seed=0):
+    """Fine-tune a pretrained classifier on a labelled file; returns (model, metrics).
+
+    A `holdout` fraction of the file is kept aside and scored before and after.
+    """
+    texts, labels = read_labelled_file(data_path, model.class_names)
+    (train_texts, train_labels), (held_texts, held_labels) = _validation_split(
+        texts, labels, holdout, seed)
+    before = evaluate_texts(model, held_texts, held_labels)["accuracy"]
+    if extend:
+        model = extend_vocabulary(model, train_texts)
+    if freeze_encoder:
+        for layer in model.layers[:-1]:
+            layer.trainable = False
+    compile_classifier(model, learning_rate)
+    config = dict(epochs=epochs, batch_size=32, seed=seed, patience=None)
+    fit_classifier(model, (train_texts, train_labels), (held_texts, held_labels), config, run_dir)
+    after = evaluate_texts(model, held_texts, held_labels)["accuracy"]
+    return model, {"holdout_accuracy_before": before, "holdout_accuracy": after,
+                   "train_examples": len(train_texts), "holdout_examples": len(held_texts)}
 
 
 def render(model, inputs, top_k=3, **_):
@@ -294,7 +388,7 @@ def examples(spec=None):
 
 registry.register_task(registry.TaskHandler(
     name="classification", evaluate=lambda model, spec, split="test": evaluate(model, spec.dataset, split),
-    render=render, examples=examples, train=train))
+    render=render, examples=examples, train=train, fine_tune=fine_tune))
 
 
 for _name, _arch, _dataset, _summary in (
