@@ -101,6 +101,7 @@ def recipe_arguments(argv=None):
                         "folder with --smoke)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
+    parser.add_argument("--batch-size", type=int, help="override the recipe's per-replica batch")
     parser.add_argument("--run-dir", help="where checkpoints/logs go (default runs/NAME)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",
                         help="tf.distribute strategy; multi-worker reads TF_CONFIG")
@@ -115,20 +116,28 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-def _allow_string_batches_under_strategies():
-    """Keras 3.15 MEAN-reduces one distributed batch just to learn its shapes before
-    building the model, which fails on string batches (our models take raw text).
-    Take the first replica's batch instead: same shapes and dtypes, no arithmetic."""
+def _patch_keras_for_strategies():
+    """Two Keras 3.15 workarounds, applied only when a recipe asks for a strategy.
+
+    1. Before building, Keras MEAN-reduces one distributed batch just to learn its
+       shapes, which fails on string batches (our models take raw text): take the
+       first replica's batch instead (same shapes and dtypes, no arithmetic).
+    2. Under MultiWorkerMirroredStrategy it reduces the (scalar) logs with
+       `axis=0`, which fails on scalars (tensorflow/tensorflow#72388): reduce
+       them with `axis=None`.
+    """
     import tensorflow as tf
+    from keras.src import tree
     from keras.src.backend.tensorflow import trainer
 
-    if getattr(trainer.TensorFlowTrainer, "_zoo_patched", False):
+    if getattr(trainer, "_zoo_patched", False):
         return
-    original = trainer.TensorFlowTrainer._maybe_symbolic_build
+    original_build = trainer.TensorFlowTrainer._maybe_symbolic_build
+    original_reduce = trainer.reduce_per_replica
 
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
         if self._distribute_strategy is None or iterator is None:
-            return original(self, iterator=iterator, data_batch=data_batch)
+            return original_build(self, iterator=iterator, data_batch=data_batch)
         for _, _, it in iterator:
             batch = tf.nest.map_structure(
                 lambda v: self.distribute_strategy.experimental_local_results(v)[0], next(it))
@@ -136,8 +145,14 @@ def _allow_string_batches_under_strategies():
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=batch)
 
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original_reduce(values, strategy, reduction)
+
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-    trainer.TensorFlowTrainer._zoo_patched = True
+    trainer.reduce_per_replica = reduce_per_replica
+    trainer._zoo_patched = True
 
 
 def make_strategy(kind="default", cpu_replicas=None):
@@ -145,7 +160,7 @@ def make_strategy(kind="default", cpu_replicas=None):
     import tensorflow as tf
 
     if kind != "default":
-        _allow_string_batches_under_strategies()
+        _patch_keras_for_strategies()
     if cpu_replicas:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -181,6 +196,8 @@ def run_recipe(config, argv=None):
         config["epochs"] = args.epochs
     if args.seed is not None:
         config["seed"] = args.seed
+    if args.batch_size is not None:
+        config["batch_size"] = args.batch_size
     name = config["name"]
     if args.smoke and not args.output:
         args.output = tempfile.mkdtemp(prefix="zoo-smoke-")
