@@ -66,13 +66,22 @@ def machine_description():
     return f"{platform.machine()} CPU, {cores} cores, {platform.system()}, Python {platform.python_version()}"
 
 
+def _without_training_state(model):
+    """An uncompiled copy with the same weights: Adam's two moments would triple the file."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def save_pretrained(model, directory, card):
     """Save `model` and its card into `directory`; fills sha256 and versions in the card.
 
     `card` must hold at least metrics, recipe, data, trained_on and wall_time_s.
     """
     directory = Path(directory)
-    save_model_atomic(model, directory / MODEL_FILE)
+    save_model_atomic(_without_training_state(model), directory / MODEL_FILE)
     card = dict(card)
     card["keras_version"] = keras.__version__
     card["sha256"] = {MODEL_FILE: sha256_of(directory / MODEL_FILE)}

@@ -257,6 +257,21 @@ def fit_classifier(model, train_data, val_data, config, run_dir):
                patience=config.get("patience", 3))
 
 
+def _word_vectors():
+    """The zoo's skip-gram vectors, training them first (recipes/word2vec_zoo.py) if absent."""
+    import subprocess
+    import sys
+
+    from zoo import embeddings
+
+    try:
+        return embeddings.load_word_vectors()
+    except FileNotFoundError:
+        recipe = registry.REPO_ROOT / "recipes" / "word2vec_zoo.py"
+        subprocess.run([sys.executable, str(recipe)], check=True)
+        return embeddings.load_word_vectors()
+
+
 def train(config, run_dir, smoke=False):
     """Train the model a recipe CONFIG describes; evaluate on the official test split."""
     from zoo.training import TrainResult, best_epoch_metrics
@@ -271,7 +286,7 @@ def train(config, run_dir, smoke=False):
         from zoo import embeddings
 
         model.set_pretrained_embeddings(embeddings.embedding_matrix(
-            vocabulary, embeddings.load_word_vectors(), seed=config.get("seed", 0)))
+            vocabulary, _word_vectors(), seed=config.get("seed", 0)))
     compile_classifier(model, config.get("learning_rate", 1e-3), config.get("clipnorm"))
     history = fit_classifier(model, train_data, val_data, config, run_dir)
     # Smoke runs score the validation subset: the test split is for real runs only.
