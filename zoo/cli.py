@@ -83,12 +83,12 @@ def cmd_evaluate(args):
 
 def cmd_train(args, rest):
     _zoo()
-    from zoo.training import load_recipe, run_fine_tune, run_recipe
+    from zoo.training import run_fine_tune, run_recipe_file
 
     if args.recipe is None or args.recipe.startswith("--"):
         run_fine_tune(([args.recipe] if args.recipe else []) + rest)
     else:
-        run_recipe(load_recipe(args.recipe), rest)
+        run_recipe_file(args.recipe, rest)
     return 0
 
 

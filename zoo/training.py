@@ -253,8 +253,15 @@ def smoke_config(config):
     return merged
 
 
-def load_recipe(path_or_name):
-    """Import a recipe file (path, or name under recipes/) and return its CONFIG."""
+def run_recipe_file(path_or_name, argv=None):
+    """`zoo train RECIPE`: a model recipe's CONFIG, or a recipe script's own `main`."""
+    module = _import_recipe(path_or_name)
+    if hasattr(module, "CONFIG") and "task" in module.CONFIG:
+        return run_recipe(load_recipe(path_or_name), argv)
+    return module.main(argv)
+
+
+def _import_recipe(path_or_name):
     path = Path(path_or_name)
     if not path.exists():
         candidate = registry.REPO_ROOT / "recipes" / f"{path_or_name.replace('-', '_')}.py"
@@ -265,8 +272,15 @@ def load_recipe(path_or_name):
     spec = importlib.util.spec_from_file_location(f"zoo_recipe_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.recipe_path = path
+    return module
+
+
+def load_recipe(path_or_name):
+    """Import a recipe file (path, or name under recipes/) and return its CONFIG."""
+    module = _import_recipe(path_or_name)
     config = dict(module.CONFIG)
-    config.setdefault("recipe_file", path.name)
+    config.setdefault("recipe_file", module.recipe_path.name)
     return config
 
 
