@@ -27,3 +27,4 @@ from zoo.layers.conv import parallel_convolutions  # noqa: F401
 from zoo.layers.pooling import MaskedGlobalPooling  # noqa: F401
 from zoo.layers.crf import CRF  # noqa: F401
 from zoo.layers.attention import AdditiveAttention, MultiplicativeAttention  # noqa: F401
+from zoo.layers.reversible import ReversibleTokenizer, join_tokens, reversible_split  # noqa: F401
