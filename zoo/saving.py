@@ -42,6 +42,7 @@ def _atomic_write(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; models and cards are shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
