@@ -56,7 +56,9 @@ def test_classifier_rejects_non_text():
 
 @pytest.mark.parametrize("recipe", ["textcnn_trec", "sentiment_bilstm_sst2"])
 def test_smoke_recipe_learns_on_real_data(recipe, tmp_path):
-    card = run_recipe(load_recipe(recipe), ["--smoke", "--output", str(tmp_path)])
+    plot = tmp_path / "curves.png"
+    card = run_recipe(load_recipe(recipe), ["--smoke", "--output", str(tmp_path), "--plot", str(plot)])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # learning curves were drawn
     saved = tmp_path / card["name"]
     assert json.loads((saved / "card.json").read_text())["smoke"] is True
     log = (tmp_path / "runs" / card["name"] / "history.csv").read_text().splitlines()

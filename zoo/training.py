@@ -109,7 +109,35 @@ def recipe_arguments(argv=None):
                         help="split the CPU into N logical devices (try mirrored without GPUs)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="mixed precision policy; output layers stay float32")
+    parser.add_argument("--plot", help="save the learning curves (loss and metrics) to this PNG")
     return parser.parse_args(argv)
+
+
+def plot_learning_curves(history_csv, path):
+    """One panel per metric, training and validation together, from the run's history.csv."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(history_csv) as f:
+        rows = list(csv.DictReader(f))
+    names = [k for k in rows[0] if k not in ("epoch", "learning_rate") and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    for ax, name in zip(axes[0], names):
+        ax.plot(epochs, [float(r[name]) for r in rows], marker="o", label="train")
+        if f"val_{name}" in rows[0]:
+            ax.plot(epochs, [float(r[f"val_{name}"]) for r in rows], marker="o", label="validation")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -238,6 +266,8 @@ def run_recipe(config, argv=None):
         **result.extra,
     )
     card = save_pretrained(result.model, output / name, card)
+    if args.plot and (run_dir / "history.csv").exists():
+        plot_learning_curves(run_dir / "history.csv", args.plot)
     print(json.dumps({"name": name, "metrics": result.metrics, "wall_time_s": card["wall_time_s"],
                       "saved": str(output / name)}, indent=2))
     return card
