@@ -73,6 +73,15 @@ def fit(model, train_data, val_data=None, *, epochs, run_dir, monitor="val_loss"
                      callbacks=all_callbacks, verbose=verbose)
 
 
+def reduce_lr_callbacks(config, monitor, mode="max"):
+    """Halve the learning rate when `monitor` stalls for `config["reduce_lr_patience"]` epochs."""
+    if not config.get("reduce_lr_patience"):
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(monitor, factor=0.5, mode=mode,
+                                              patience=config["reduce_lr_patience"],
+                                              min_lr=1e-5, verbose=1)]
+
+
 def _even_batches(dataset):
     """Under a multi-replica strategy, drop batches that would leave a replica empty."""
     import tensorflow as tf

@@ -588,7 +588,7 @@ def _split_name(split):
 
 def train(config, run_dir, smoke=False):
     """Train the decoder on cached encoder features; evaluate end to end on the test split."""
-    from zoo.training import TrainResult, best_epoch_metrics, fit
+    from zoo.training import TrainResult, best_epoch_metrics, fit, reduce_lr_callbacks
 
     limits = config.get("subset", {}) if smoke else {}
     _, images, captions = load_split("train", limits.get("train"))
@@ -619,7 +619,7 @@ def train(config, run_dir, smoke=False):
         epochs=config.get("epochs", 10), run_dir=run_dir, monitor="val_bleu", mode="max",
         patience=config.get("patience", 3),
         callbacks=[ValidationBleu(model, val_features[:bleu_images], val_captions[:bleu_images]),
-                   *_learning_rate_schedule(config)])
+                   *reduce_lr_callbacks(config, "val_bleu")])
 
     model = without_training_state(model)
     if smoke:  # the test split is for real runs only
@@ -664,15 +664,6 @@ def evaluate_features(model, features, references, beam_sizes=(1,)):
         metrics.update({prefix + k: round(v, 2)
                         for k, v in bleu_1_to_4(hypotheses, references).items()})
     return metrics
-
-
-def _learning_rate_schedule(config):
-    """Halve the learning rate when validation BLEU stalls (optional)."""
-    if not config.get("reduce_lr_patience"):
-        return []
-    return [keras.callbacks.ReduceLROnPlateau("val_bleu", factor=0.5, mode="max",
-                                              patience=config["reduce_lr_patience"],
-                                              min_lr=1e-5, verbose=1)]
 
 
 # --------------------------------------------------------------------------------------

@@ -441,7 +441,7 @@ def _split_name(split):
 
 def train(config, run_dir, smoke=False):
     """Train the model a recipe CONFIG describes; evaluate on the official test split."""
-    from zoo.training import TrainResult, best_epoch_metrics, fit
+    from zoo.training import TrainResult, best_epoch_metrics, fit, reduce_lr_callbacks
 
     dataset, languages = config["dataset"], tuple(config["languages"])
     sources, targets = load_pairs(dataset, "train", *languages)
@@ -465,7 +465,7 @@ def train(config, run_dir, smoke=False):
         epochs=config.get("epochs", 10), run_dir=run_dir, monitor="val_bleu", mode="max",
         patience=config.get("patience", 3),
         callbacks=[ValidationBleu(val_sources[:bleu_subset], val_targets[:bleu_subset]),
-                   *_learning_rate_schedule(config),
+                   *reduce_lr_callbacks(config, "val_bleu"),
                    *([TimeBudget(config["max_train_minutes"])] if config.get("max_train_minutes")
                      else [])])
 
@@ -519,15 +519,6 @@ class TimeBudget(keras.callbacks.Callback):
         if now - self.started + self.longest_epoch > self.seconds:
             print(f"time budget of {self.seconds / 60:.0f} min reached after epoch {epoch + 1}")
             self.model.stop_training = True
-
-
-def _learning_rate_schedule(config):
-    """Halve the learning rate when validation BLEU stalls (optional)."""
-    if not config.get("reduce_lr_patience"):
-        return []
-    return [keras.callbacks.ReduceLROnPlateau("val_bleu", factor=0.5, mode="max",
-                                              patience=config["reduce_lr_patience"],
-                                              min_lr=1e-5, verbose=1)]
 
 
 # --------------------------------------------------------------------------------------
