@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import zoo
 from zoo import cli, registry
 
 

@@ -26,7 +26,7 @@ def sigmoid(x):
 
 
 def run_layer(layer, x=X):
-    out = np.asarray(layer(x))
+    layer(x)  # build
     # Random (non-default) weights so that zero-initialized parts are exercised too.
     for w in layer.weights:
         w.assign(rng.normal(scale=0.5, size=w.shape).astype("float32"))
