@@ -163,3 +163,14 @@ def test_fine_tune_on_a_conll_file(tmp_path):
     (tmp_path / "bad.conll").write_text("paris B-city\n")
     with pytest.raises(ValueError, match="not tags of this model"):
         tagging.fine_tune(small_tagger(), tmp_path / "bad.conll", tmp_path / "run2")
+
+
+def test_recipe_on_a_users_conll_files(tmp_path):
+    path = tmp_path / "train.conll"
+    path.write_text("".join(f"{a} B-PER\n{b} I-PER\nwins O\n\n"
+                            for a, b in [("Ann", "Lee"), ("Bo", "Chan"), ("Cy", "Diaz")] * 4))
+    config = dict(task="tagging", data_files={"train": path, "validation": path},
+                  model=dict(units=8, embedding_dim=8, char_filters=4), epochs=1)
+    result = tagging.train(config, run_dir=tmp_path / "run")
+    assert result.model.tag("Ann Lee wins")[0]["tokens"] == ["Ann", "Lee", "wins"]
+    assert "f1" in result.metrics and "val_f1" in result.validation

@@ -89,3 +89,14 @@ def test_word_ids_round_trip_through_config():
     clone = WordIds.from_config(layer.get_config())
     texts = tf.constant(["x, y!", ""])
     np.testing.assert_array_equal(layer(texts), clone(texts))
+
+
+def test_trigram_front_end_feeds_an_lstm_in_a_functional_model():
+    from zoo.layers import SplitWords
+
+    inputs = keras.Input(shape=(), dtype="string")
+    x = LetterTrigramEmbedding(num_buckets=100, output_dim=4)(SplitWords()(inputs))
+    model = keras.Model(inputs, keras.layers.LSTM(3)(x))  # the mask is built symbolically too
+    out = model(tf.constant(["a boy runs", "", "boy"])).numpy()
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[2], model(tf.constant(["boy"])).numpy()[0], atol=1e-6)

@@ -83,12 +83,12 @@ def cmd_evaluate(args):
 
 def cmd_train(args, rest):
     _zoo()
-    from zoo.training import run_fine_tune, run_recipe_file
+    from zoo.training import run_recipe_file
 
-    if args.recipe is None or args.recipe.startswith("--"):
-        run_fine_tune(([args.recipe] if args.recipe else []) + rest)
-    else:
-        run_recipe_file(args.recipe, rest)
+    if args.recipe is None:
+        print("zoo train: give a RECIPE, or --from NAME --data FILE to fine-tune", file=sys.stderr)
+        return 2
+    run_recipe_file(args.recipe, rest)
     return 0
 
 
@@ -166,6 +166,12 @@ def build_parser():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"] and "--from" in argv:  # fine-tuning takes no recipe positional
+        _zoo()
+        from zoo.training import run_fine_tune
+
+        run_fine_tune(argv[1:])
+        return 0
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("train", "tune"):

@@ -180,8 +180,10 @@ class LetterTrigramEmbedding(keras.layers.Layer):
 
     def compute_mask(self, tokens, mask=None):
         # Real tokens are unmasked; step 0 always is, so no row is fully masked.
-        present = tf.not_equal(tokens, PAD_TOKEN)
-        return tf.concat([tf.ones_like(present[:, :1]), present[:, 1:]], axis=1)
+        # keras.ops, not tf: this also runs on symbolic tensors while a model is built.
+        present = keras.ops.not_equal(tokens, PAD_TOKEN)
+        return keras.ops.concatenate(
+            [keras.ops.ones_like(present[:, :1]), present[:, 1:]], axis=1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)

@@ -561,10 +561,9 @@ def _training_data(config, smoke):
     """(train, validation, test) sentences and a description for the card."""
     files = config.get("data_files")
     if files:  # a user's own CoNLL files: {"train": path, "validation": path, "test": path}
-        read = lambda split: read_conll(  # noqa: E731
-            files[split], config.get("token_column", 0), config.get("tag_column", -1),
-            config.get("tag_scheme", "BIO"))
-        splits = [read("train"), read("validation"), read("test") if "test" in files else None]
+        columns = config.get("token_column", 0), config.get("tag_column", -1)
+        splits = [read_conll(files[split], *columns, config.get("tag_scheme", "BIO"))
+                  if split in files else None for split in ("train", "validation", "test")]
         description = f"CoNLL files {files}"
     else:
         dataset = config["dataset"]
@@ -696,7 +695,7 @@ class TaggerHyperModel(keras_tuner.HyperModel):
 
 def _holdout_split(sentences, fraction, seed):
     order = np.random.default_rng(seed).permutation(len(sentences))
-    cut = len(sentences) - max(1, int(round(len(sentences) * fraction)))
+    cut = len(sentences) - max(1, round(len(sentences) * fraction))
     return [sentences[i] for i in order[:cut]], [sentences[i] for i in order[cut:]]
 
 
@@ -773,8 +772,9 @@ def render(model, inputs, **_):
 
 
 EXAMPLES = {
-    "atis": ["show flights from boston to taipei", "what is the cheapest fare from denver "
-             "to pittsburgh on delta tomorrow morning", "which airlines fly into atlanta"],
+    "atis": ["show flights from boston to taipei",
+             "what is the cheapest fare from denver to pittsburgh on delta tomorrow morning",
+             "which airlines fly into atlanta"],
     "snips": ["play the last album by radiohead on spotify", "will it rain in paris tomorrow",
               "book a table for four at a sushi place in brooklyn tonight"],
     "conll2003": ["U.N. official Ekeus heads for Baghdad .",
