@@ -75,5 +75,6 @@ def test_saved_classifier_serves_strings_after_export(tmp_path):
     model = zoo.create("text-cnn", vocabulary=["good", "bad"], num_classes=2, embedding_dim=4,
                        num_filters=2)
     path = export(model, tmp_path / "exported")
-    served = tf.saved_model.load(str(path)).serve(tf.constant(["good film", ""]))
+    loaded = tf.saved_model.load(str(path))  # keep a reference: it owns the variables
+    served = loaded.serve(tf.constant(["good film", ""]))
     np.testing.assert_allclose(served, model.predict(["good film", ""]), atol=1e-6)
