@@ -10,7 +10,7 @@ import zoo
 from zoo.tasks import classification
 from zoo.training import load_recipe, run_recipe
 
-ODD_INPUTS = ["", "   ", " ".join(["word"] * 10_000), "Ünïcödé — 映画 ☃ !!!", "x"]
+ODD_INPUTS = ["", "   ", " ".join(["word"] * 1_000), "Ünïcödé — 映画 ☃ !!!", "x"]
 
 
 @pytest.mark.parametrize("variant", classification.KIM_VARIANTS)
