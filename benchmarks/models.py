@@ -1,0 +1,93 @@
+"""End-to-end throughput of the pretrained models in saved_models/, through their public API.
+
+Each model is timed as a user calls it (raw strings / windows / image paths in,
+readable results out), with its stock layers and, side by side, as a copy whose
+LSTM/GRU run `zoo.layers.fast_recurrent` (same weights). Inputs are the
+task's shipped examples (`TaskHandler.examples`), repeated to `count` items.
+"""
+
+import itertools
+import traceback
+
+import numpy as np
+
+import zoo
+from zoo import registry
+from zoo.layers import fast_recurrent, iter_recurrent_layers
+
+
+def _repeat(items, count):
+    return list(itertools.islice(itertools.cycle(items), count))
+
+
+def _forecast_windows(model, count, seed=0):
+    """Windows in raw units around the training-period mean and spread."""
+    rng = np.random.default_rng(seed)
+    mean = np.asarray(model.feature_mean, np.float32)
+    std = np.sqrt(np.asarray(model.feature_variance, np.float32))
+    noise = rng.standard_normal((count, model.window, model.num_features)).astype(np.float32)
+    return mean + std * noise
+
+
+def workloads(spec, model, count):
+    """{label: (callable(model) -> results, items per call)} for the model's task.
+
+    Tasks without a known public API (or not yet written) give {}.
+    """
+    examples = registry.get_task(spec.task).examples(spec) if spec.task in registry._TASKS else []
+    texts = _repeat([str(e) for e in examples], count) if examples else []
+    if spec.task == "classification":
+        return {"predict": (lambda m: m.predict(texts), count)}
+    if spec.task == "tagging":
+        return {"tag": (lambda m: m.tag(texts), count)}
+    if spec.task == "language_model":
+        return {"score": (lambda m: m.score(texts), count)}
+    if spec.task == "translation":
+        return {"greedy": (lambda m: m.translate(texts, beam_size=1), count),
+                "beam-5": (lambda m: m.translate(texts, beam_size=5), count)}
+    if spec.task == "captioning" or hasattr(model, "caption"):
+        return {"caption": (lambda m: m.caption(texts), count)}
+    if spec.task == "forecasting":
+        windows = _forecast_windows(model, count)
+        return {"forecast": (lambda m: m.forecast(windows), count)}
+    return {}
+
+
+def _variants(model):
+    """{"stock": model, "zoo fast": copy with fast kernels}.
+
+    The fast copy is omitted for models without LSTM/GRU layers (it would be
+    the same model) and when it cannot be built (the error is printed).
+    """
+    variants = {"stock": model}
+    if not list(iter_recurrent_layers(model)):
+        return variants
+    try:
+        variants["zoo fast"] = fast_recurrent.fast_cpu_model(model)
+    except Exception as error:  # noqa: BLE001  (report it, keep measuring the stock model)
+        print(f"  fast copy failed: {type(error).__name__}: {error}")
+    return variants
+
+
+def candidates_for(spec, count):
+    """{(workload, variant): (callable, items per call)} for one pretrained model."""
+    model = zoo.load(spec.name)
+    runs = {}
+    variants = _variants(model)
+    for label, (call, items) in workloads(spec, model, count).items():
+        for variant, instance in variants.items():
+            runs[(label, variant)] = (lambda call=call, m=instance: call(m), items)
+    return runs
+
+
+def trained_specs(names=None):
+    specs = [registry.get_pretrained(row["name"]) for row in zoo.list_models(trained_only=True)]
+    return [s for s in specs if not names or s.name in names]
+
+
+def safe_candidates(spec, count):
+    try:
+        return candidates_for(spec, count), None
+    except Exception as error:  # noqa: BLE001  (one broken model must not stop the others)
+        traceback.print_exc()
+        return {}, f"{type(error).__name__}: {error}"

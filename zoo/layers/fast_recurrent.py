@@ -1,0 +1,552 @@
+"""Opt-in fast CPU kernels for the production LSTM / GRU, with the same weights.
+
+On a CPU, stock `keras.layers.LSTM/GRU` run Keras' generic step loop: every
+step multiplies the input by the kernel, calls a dozen small ops and lets TF
+differentiate the `while_loop` (which stacks every intermediate). These kernels
+do what cuDNN does on a GPU:
+
+* the input projection `x @ W + b` of all steps is one big matmul, hoisted out
+  of the loop; only `h @ U` and the gate arithmetic stay inside;
+* the backward pass is written out (`tf.custom_gradient`): one loop that only
+  propagates `dh`/`dc` through `U^T`, then the weight gradients of all steps as
+  big matmuls (`X^T dZ`, `H^T dZ`);
+* the recurrent loops are XLA-compiled when the caller asks for it.
+
+What stays the same as the stock layers: the variables (`kernel`,
+`recurrent_kernel`, `bias`, same shapes, names and gate order), so a checkpoint
+trained on either path loads into the other and gives the same outputs (to
+float32 round-off); right-padded masks, `go_backwards`, `zero_output_for_mask`
+(used by `Bidirectional`), `return_state`, initial states. On a machine with a
+visible GPU, and for configurations the kernels do not cover (input dropout
+while training, recurrent dropout, non-default activations, `use_bias=False`,
+GRU `reset_after=False`, `unroll`), the layers fall back to the stock code,
+which takes cuDNN on a GPU.
+
+Two ways in, both opt-in (the zoo's builders keep the stock layers):
+
+>>> from zoo.layers.fast_recurrent import FastLSTM, fast_cpu_model
+>>> layer = FastLSTM(64, return_sequences=True)     # a drop-in for keras.layers.LSTM
+>>> fast = fast_cpu_model(model)     # a copy of a model, same weights  # doctest: +SKIP
+
+Which options won and by how much is measured by `python -m benchmarks.run`
+(see benchmarks/README.md).
+"""
+
+import functools
+
+import keras
+import tensorflow as tf
+
+from zoo.layers.recurrent import iter_recurrent_layers
+
+# XLA-compile the recurrent loops on CPU. Measured in benchmarks/README.md; XLA
+# compiles once per input shape, so callers with many distinct shapes may turn it off.
+DEFAULT_JIT_COMPILE = True
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers shared by both kernels (time-major tensors: [T, B, ...]).
+# --------------------------------------------------------------------------------------
+
+
+def _loop(body, carry, steps, reverse=False):
+    """`tf.while_loop` over `steps` time steps; `body(t, *carry) -> carry`.
+
+    `maximum_iterations` gives XLA a static trip count for the TensorArrays.
+    """
+    start = steps - 1 if reverse else 0
+    delta = -1 if reverse else 1
+
+    def step(t, *state):
+        return (t + delta, *body(t, *state))
+
+    result = tf.while_loop(
+        lambda t, *_: (t >= 0) if reverse else (t < steps),
+        step,
+        (tf.convert_to_tensor(start, tf.int32), *carry),
+        maximum_iterations=steps,
+    )
+    return result[1:]
+
+
+def _array(steps, dtype, element_shape=None):
+    return tf.TensorArray(dtype, size=steps, element_shape=element_shape)
+
+
+def _where(mask_t, new, old):
+    """Keras' masking rule: a masked step keeps the previous value (no-op without a mask)."""
+    return new if mask_t is None else tf.where(mask_t, new, old)
+
+
+def _previous(sequence, first):
+    """[first, s_0, ..., s_{T-2}]: the value each step started from."""
+    return tf.concat([first[None], sequence[:-1]], axis=0)
+
+
+def _flat_matmul(sequence, matrix, transpose_a=False, transpose_b=False):
+    """matmul of a [T, B, n] sequence (flattened to [T*B, n]) with a matrix."""
+    flat = tf.reshape(sequence, [-1, tf.shape(sequence)[-1]])
+    return tf.matmul(flat, matrix, transpose_a=transpose_a, transpose_b=transpose_b)
+
+
+def _weight_gradient(inputs, grads):
+    """sum_t inputs_t^T @ grads_t as one [n, m] matmul over all steps."""
+    return _flat_matmul(inputs, tf.reshape(grads, [-1, tf.shape(grads)[-1]]), transpose_a=True)
+
+
+_XLA_FUNCTIONS = {}
+
+
+def _compiled(loop, jit_compile):
+    """`loop` itself, or its XLA-compiled version (one per loop, shared by all layers).
+
+    XLA compiles once per input shape; `reduce_retracing` keeps TF from also
+    re-tracing the Python for every new shape. The compiled loop is called on
+    `stop_gradient` inputs: its gradient is the hand-written one, and a tape
+    watching it would make TF export the loop's TensorLists across the XLA
+    boundary, which XLA does not support.
+    """
+    if not jit_compile:
+        return loop
+    if loop not in _XLA_FUNCTIONS:
+        _XLA_FUNCTIONS[loop] = tf.function(loop, jit_compile=True, reduce_retracing=True,
+                                           autograph=False)
+    compiled = _XLA_FUNCTIONS[loop]
+
+    def call(*args):
+        return compiled(*(tf.stop_gradient(a) if tf.is_tensor(a) else a for a in args))
+
+    return call
+
+
+# What a forward loop keeps of every step: nothing but the final state (inference of
+# a many-to-one layer), the outputs (inference of a sequence layer), or everything
+# the backward pass needs (training). Gradients of an inference-mode call re-run the
+# forward loop keeping everything: a rare path that inference does not pay for.
+LSTM_KEEP = {"last": (), "outputs": ("h",), "all": ("h", "c", "gates")}
+GRU_KEEP = {"last": (), "outputs": ("h",), "all": ("h", "gates")}
+
+
+def _kept_arrays(names, steps, dtype):
+    return {name: _array(steps, dtype) for name in names}
+
+
+def _write(arrays, t, values):
+    """Write this step's kept values; `values` maps names to zero-argument callables."""
+    return {name: array.write(t, values[name]()) for name, array in arrays.items()}
+
+
+def _stack(arrays):
+    return {name: array.stack() for name, array in arrays.items()}
+
+
+def _last_step_gradient(d_hs, d_h_last, hs):
+    """Upstream gradient of every step's h, with the final state's added to the last step."""
+    d_hs = tf.zeros_like(hs) if d_hs is None else d_hs
+    d_h_last = tf.zeros_like(hs[-1]) if d_h_last is None else d_h_last
+    return tf.concat([d_hs[:-1], d_hs[-1:] + d_h_last[None]], axis=0)
+
+
+# --------------------------------------------------------------------------------------
+# LSTM: gates i, f, c~, o (Keras order). xw = x @ W + b for all steps, precomputed.
+# --------------------------------------------------------------------------------------
+
+
+def _lstm_gates(z):
+    """Activated gates from pre-activations [..., 4U]: sigmoid except tanh for c~."""
+    i, f, g, o = tf.split(z, 4, axis=-1)
+    return tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+
+
+def _lstm_forward(xw, mask, h0, c0, recurrent_kernel, keep):
+    """The recurrent loop: (h_last, c_last, {kept name: [T, B, n]}), see `LSTM_KEEP`."""
+    steps = tf.shape(xw)[0]
+    xw_steps = _array(steps, xw.dtype).unstack(xw)
+    mask_steps = None if mask is None else _array(steps, tf.bool).unstack(mask)
+
+    def body(t, h, c, arrays):
+        i, f, g, o = _lstm_gates(xw_steps.read(t) + tf.matmul(h, recurrent_kernel))
+        new_c = f * c + i * g
+        new_h = o * tf.tanh(new_c)
+        mask_t = None if mask_steps is None else mask_steps.read(t)
+        h, c = _where(mask_t, new_h, h), _where(mask_t, new_c, c)
+        arrays = _write(arrays, t, {"h": lambda: h, "c": lambda: c,
+                                    "gates": lambda: tf.concat([i, f, g, o], axis=-1)})
+        return h, c, arrays
+
+    h, c, arrays = _loop(body, (h0, c0, _kept_arrays(LSTM_KEEP[keep], steps, xw.dtype)), steps)
+    return h, c, _stack(arrays)
+
+
+def _lstm_backward(xw, mask, h0, c0, recurrent_kernel, hs, cs, gates, d_hs, d_c_last):
+    """Gradients (d_xw, d_h0, d_c0, d_recurrent_kernel) of the loop above.
+
+    `d_hs` is the upstream gradient of every step's h. The step-local
+    derivative factors are computed for all steps at once, so the loop only
+    carries dh, dc through U^T; the weight gradient is one big matmul.
+    """
+    steps = tf.shape(xw)[0]
+    h_prev, c_prev = _previous(hs, h0), _previous(cs, c0)
+    i, f, g, o = tf.split(gates, 4, axis=-1)
+    tanh_c = tf.tanh(cs)
+    # dz = [dc*i', dc*f', dc*g', dh*o'] with the step-local factors precomputed here.
+    dc_factors = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], axis=-1)
+    dh_to_dc = o * (1 - tanh_c * tanh_c)
+    dh_to_dzo = tanh_c * o * (1 - o)
+    factors = [_array(steps, xw.dtype).unstack(a) for a in (dc_factors, dh_to_dc, dh_to_dzo, f)]
+    d_hs_steps = _array(steps, xw.dtype).unstack(d_hs)
+    mask_steps = None if mask is None else _array(steps, tf.bool).unstack(mask)
+
+    def body(t, dh, dc, dzs):
+        dc_factor, dh_dc, dh_dzo, forget = (a.read(t) for a in factors)
+        dh = dh + d_hs_steps.read(t)
+        step_dc = dc + dh * dh_dc
+        dz = tf.concat([tf.tile(step_dc, [1, 3]) * dc_factor, dh * dh_dzo], axis=-1)
+        mask_t = None if mask_steps is None else mask_steps.read(t)
+        if mask_t is not None:  # a masked step passed h, c through unchanged
+            dz = tf.where(mask_t, dz, tf.zeros_like(dz))
+        new_dh = _where(mask_t, tf.matmul(dz, recurrent_kernel, transpose_b=True), dh)
+        new_dc = _where(mask_t, step_dc * forget, dc)
+        return new_dh, new_dc, dzs.write(t, dz)
+
+    dh0, dc0, dzs = _loop(body, (tf.zeros_like(h0), d_c_last, _array(steps, xw.dtype)), steps,
+                          reverse=True)
+    dz = dzs.stack()
+    return dz, dh0, dc0, _weight_gradient(h_prev, dz)
+
+
+def lstm_sequence(xw, mask, h0, c0, recurrent_kernel, return_sequences=True, training=False,
+                  jit_compile=False):
+    """LSTM over a time-major projected sequence, with a hand-written gradient.
+
+    Args:
+        xw: [T, B, 4U] input projections `x_t @ kernel + bias` of all steps.
+        mask: [T, B, 1] bool or None; a False step keeps the previous state.
+        h0, c0: [B, U] initial states.
+        recurrent_kernel: [U, 4U].
+        return_sequences: return h of every step (else only the final states).
+        training: keep what the backward pass needs during the forward pass.
+        jit_compile: XLA-compile the forward and the backward loop (separately,
+            so that only dense tensors cross the XLA boundary).
+
+    Returns:
+        (hs, h_last, c_last): h of every step [T, B, U] (None unless
+        `return_sequences`) and the final states [B, U].
+    """
+    forward = _compiled(_lstm_forward, jit_compile)
+    backward = _compiled(_lstm_backward, jit_compile)
+    keep = "all" if training else "outputs" if return_sequences else "last"
+
+    @tf.custom_gradient
+    def run(xw, h0, c0, recurrent_kernel):
+        h_last, c_last, kept = forward(xw, mask, h0, c0, recurrent_kernel, keep)
+
+        def grad(*upstream):
+            d_hs, d_h_last, d_c_last = upstream if return_sequences else (None, *upstream)
+            if keep != "all":
+                kept.update(forward(xw, mask, h0, c0, recurrent_kernel, "all")[2])
+            d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
+            d_c_last = tf.zeros_like(c_last) if d_c_last is None else d_c_last
+            return backward(xw, mask, h0, c0, recurrent_kernel, kept["h"], kept["c"],
+                            kept["gates"], d_hs, d_c_last)
+
+        outputs = (kept["h"], h_last, c_last) if return_sequences else (h_last, c_last)
+        return outputs, grad
+
+    outputs = run(xw, h0, c0, recurrent_kernel)
+    return tuple(outputs) if return_sequences else (None, *outputs)
+
+
+# --------------------------------------------------------------------------------------
+# GRU (reset_after=True, Keras order z, r, h~): xw = x @ W + b_input for all steps.
+# --------------------------------------------------------------------------------------
+
+
+def _gru_gates(xw, hr):
+    """z, r, h~ and the recurrent h~ term from the input and recurrent projections.
+
+    hr = h @ U + b_recurrent; the reset gate scales hr's h~ block (reset_after).
+    """
+    x_zr, x_h = tf.split(xw, [-1, tf.shape(hr)[-1] // 3], axis=-1)
+    hr_zr, hr_h = tf.split(hr, [-1, tf.shape(hr)[-1] // 3], axis=-1)
+    z, r = tf.split(tf.sigmoid(x_zr + hr_zr), 2, axis=-1)
+    return z, r, tf.tanh(x_h + r * hr_h), hr_h
+
+
+def _gru_forward(xw, mask, h0, recurrent_kernel, recurrent_bias, keep):
+    """The recurrent loop: (h_last, {kept name: [T, B, n]}); gates are [z, r, h~, hr_h]."""
+    steps = tf.shape(xw)[0]
+    xw_steps = _array(steps, xw.dtype).unstack(xw)
+    mask_steps = None if mask is None else _array(steps, tf.bool).unstack(mask)
+
+    def body(t, h, arrays):
+        gates = _gru_gates(xw_steps.read(t), tf.matmul(h, recurrent_kernel) + recurrent_bias)
+        z, _, hh, _ = gates
+        new_h = z * h + (1 - z) * hh
+        h = _where(None if mask_steps is None else mask_steps.read(t), new_h, h)
+        arrays = _write(arrays, t, {"h": lambda: h, "gates": lambda: tf.concat(gates, axis=-1)})
+        return h, arrays
+
+    h, arrays = _loop(body, (h0, _kept_arrays(GRU_KEEP[keep], steps, xw.dtype)), steps)
+    return h, _stack(arrays)
+
+
+def _gru_backward(xw, mask, h0, recurrent_kernel, hs, gates, d_hs):
+    """Gradients (d_xw, d_h0, d_recurrent_kernel, d_recurrent_bias) of the loop above.
+
+    Every pre-activation gradient of a step is dh_t times a factor known from
+    the forward values, so the loop only carries dh; the factors and the
+    weight gradients are computed for all steps at once.
+    """
+    steps = tf.shape(xw)[0]
+    h_prev = _previous(hs, h0)
+    z, r, hh, hr_h = tf.split(gates, 4, axis=-1)
+    d_zpre = (h_prev - hh) * z * (1 - z)
+    d_hpre = (1 - z) * (1 - hh * hh)
+    d_rpre = d_hpre * hr_h * r * (1 - r)
+    recurrent_factors = tf.concat([d_zpre, d_rpre, d_hpre * r], axis=-1)
+    factor_steps = _array(steps, xw.dtype).unstack(recurrent_factors)
+    z_steps = _array(steps, xw.dtype).unstack(z)
+    d_hs_steps = _array(steps, xw.dtype).unstack(d_hs)
+    mask_steps = None if mask is None else _array(steps, tf.bool).unstack(mask)
+
+    def body(t, dh, dhs):
+        dh = dh + d_hs_steps.read(t)
+        mask_t = None if mask_steps is None else mask_steps.read(t)
+        step_dh = dh if mask_t is None else tf.where(mask_t, dh, tf.zeros_like(dh))
+        d_rec = tf.tile(step_dh, [1, 3]) * factor_steps.read(t)
+        through = step_dh * z_steps.read(t) + tf.matmul(d_rec, recurrent_kernel, transpose_b=True)
+        return _where(mask_t, through, dh), dhs.write(t, step_dh)
+
+    dh0, dhs = _loop(body, (tf.zeros_like(h0), _array(steps, xw.dtype)), steps, reverse=True)
+    dh_tiled = tf.tile(dhs.stack(), [1, 1, 3])
+    d_recurrent = dh_tiled * recurrent_factors
+    d_xw = dh_tiled * tf.concat([d_zpre, d_rpre, d_hpre], axis=-1)
+    d_recurrent_bias = tf.reduce_sum(tf.reshape(d_recurrent, [-1, tf.shape(xw)[-1]]), axis=0)
+    return d_xw, dh0, _weight_gradient(h_prev, d_recurrent), d_recurrent_bias
+
+
+def gru_sequence(xw, mask, h0, recurrent_kernel, recurrent_bias, return_sequences=True,
+                 training=False, jit_compile=False):
+    """GRU (reset_after) over a time-major projected sequence, hand-written gradient.
+
+    Args:
+        xw: [T, B, 3U] input projections `x_t @ kernel + input_bias` of all steps.
+        mask: [T, B, 1] bool or None; a False step keeps the previous state.
+        h0: [B, U] initial state.
+        recurrent_kernel: [U, 3U]; recurrent_bias: [3U].
+        return_sequences, training, jit_compile: as for `lstm_sequence`.
+
+    Returns:
+        (hs, h_last): h of every step [T, B, U] (None unless `return_sequences`)
+        and the final state [B, U].
+    """
+    forward = _compiled(_gru_forward, jit_compile)
+    backward = _compiled(_gru_backward, jit_compile)
+    keep = "all" if training else "outputs" if return_sequences else "last"
+
+    @tf.custom_gradient
+    def run(xw, h0, recurrent_kernel, recurrent_bias):
+        h_last, kept = forward(xw, mask, h0, recurrent_kernel, recurrent_bias, keep)
+
+        def grad(*upstream):
+            d_hs, d_h_last = upstream if return_sequences else (None, *upstream)
+            if keep != "all":
+                kept.update(forward(xw, mask, h0, recurrent_kernel, recurrent_bias, "all")[1])
+            d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
+            return backward(xw, mask, h0, recurrent_kernel, kept["h"], kept["gates"], d_hs)
+
+        return ((kept["h"], h_last) if return_sequences else h_last), grad
+
+    outputs = run(xw, h0, recurrent_kernel, recurrent_bias)
+    return tuple(outputs) if return_sequences else (None, outputs)
+
+
+# --------------------------------------------------------------------------------------
+# Keras glue: what `RNN.inner_loop` must return, built from the kernels.
+# --------------------------------------------------------------------------------------
+
+
+def _time_major_inputs(sequences, mask, go_backwards):
+    """Inputs [T, B, F] and mask [T, B, 1] in processing order (reversed for go_backwards)."""
+    inputs = tf.transpose(sequences, [1, 0, 2])
+    if mask is not None:
+        mask = tf.transpose(tf.cast(mask, tf.bool), [1, 0])[:, :, None]
+    if go_backwards:  # Keras reverses the padded sequence as a whole, padding first
+        inputs = tf.reverse(inputs, [0])
+        mask = None if mask is None else tf.reverse(mask, [0])
+    return inputs, mask
+
+
+def _project(inputs, kernel, bias):
+    """x_t @ W + b for all steps as one [T*B, F] x [F, nU] matmul."""
+    steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
+    projected = _flat_matmul(inputs, kernel) + bias
+    return tf.reshape(projected, [steps, batch, tf.shape(kernel)[-1]])
+
+
+def _masked_outputs(hs, mask, zero_output_for_mask):
+    """Keras' outputs from the per-step states.
+
+    A masked step outputs zeros (`zero_output_for_mask`) or the previous
+    output, which is the carried state once any step has been unmasked and
+    zeros before that.
+    """
+    if mask is None:
+        return hs
+    if zero_output_for_mask:
+        keep = mask
+    else:
+        keep = tf.cumsum(tf.cast(mask, tf.int32), axis=0) > 0
+    return tf.where(keep, hs, tf.zeros_like(hs))
+
+
+def _last_output(h_last, mask, zero_output_for_mask):
+    """Keras' last output (the masked output of the last step) from the final state."""
+    if mask is None:
+        return h_last
+    keep = mask[-1] if zero_output_for_mask else tf.reduce_any(mask, axis=0)
+    return tf.where(keep, h_last, tf.zeros_like(h_last))
+
+
+def _keras_result(layer, mask, hs, h_last, states):
+    """(last_output, outputs, states) as `RNN.inner_loop` returns them."""
+    if not layer.return_sequences:
+        last_output = _last_output(h_last, mask, layer.zero_output_for_mask)
+        return last_output, last_output[:, None], states
+    outputs = _masked_outputs(hs, mask, layer.zero_output_for_mask)
+    return outputs[-1], tf.transpose(outputs, [1, 0, 2]), states
+
+
+def _run_lstm(layer, sequences, initial_state, mask, training, jit_compile):
+    cell = layer.cell
+    inputs, mask = _time_major_inputs(sequences, mask, layer.go_backwards)
+    xw = _project(inputs, cell.kernel, cell.bias)
+    h0, c0 = initial_state
+    hs, h_last, c_last = lstm_sequence(
+        xw, mask, h0, c0, tf.convert_to_tensor(cell.recurrent_kernel),
+        return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile)
+    return _keras_result(layer, mask, hs, h_last, [h_last, c_last])
+
+
+def _run_gru(layer, sequences, initial_state, mask, training, jit_compile):
+    cell = layer.cell
+    inputs, mask = _time_major_inputs(sequences, mask, layer.go_backwards)
+    input_bias, recurrent_bias = tf.unstack(tf.convert_to_tensor(cell.bias))
+    xw = _project(inputs, cell.kernel, input_bias)
+    hs, h_last = gru_sequence(
+        xw, mask, initial_state[0], tf.convert_to_tensor(cell.recurrent_kernel), recurrent_bias,
+        return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile)
+    return _keras_result(layer, mask, hs, h_last, [h_last])
+
+
+def _gpu_visible():
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def fast_kernel_unsupported(layer, training=False):
+    """Why `layer` would run the stock code instead of the fast CPU kernel ([] if it won't)."""
+    cell = layer.cell
+    reasons = []
+    if keras.backend.backend() != "tensorflow":
+        reasons.append("backend is not tensorflow")
+    if _gpu_visible():
+        reasons.append("a GPU is visible (stock code takes cuDNN)")
+    if keras.activations.serialize(cell.activation) != "tanh":
+        reasons.append("activation is not tanh")
+    if keras.activations.serialize(cell.recurrent_activation) != "sigmoid":
+        reasons.append("recurrent_activation is not sigmoid")
+    if not cell.use_bias:
+        reasons.append("use_bias is False")
+    if layer.unroll:
+        reasons.append("unroll is True")
+    if cell.recurrent_dropout:
+        reasons.append("recurrent_dropout is not 0")
+    if training and cell.dropout:
+        reasons.append("input dropout while training")
+    if isinstance(layer, keras.layers.GRU) and not cell.reset_after:
+        reasons.append("GRU reset_after is False")
+    return reasons
+
+
+def _run_fast(layer, sequences, initial_state, mask, training, jit_compile):
+    """The fast kernel for a stock-configured LSTM/GRU layer."""
+    run = _run_lstm if isinstance(layer, keras.layers.LSTM) else _run_gru
+    if isinstance(mask, (list, tuple)):
+        mask = mask[0]
+    if not isinstance(initial_state, (list, tuple)):
+        initial_state = [initial_state]
+    return run(layer, sequences, list(initial_state), mask, training, jit_compile)
+
+
+def fast_inner_loop(layer, sequences, initial_state, mask, training=False, jit_compile=None):
+    """`RNN.inner_loop` for a stock LSTM/GRU: the fast kernel where supported, else stock."""
+    jit_compile = DEFAULT_JIT_COMPILE if jit_compile is None else jit_compile
+    if fast_kernel_unsupported(layer, training):
+        return type(layer).inner_loop(layer, sequences, initial_state, mask, training)
+    return _run_fast(layer, sequences, initial_state, mask, training, jit_compile)
+
+
+# --------------------------------------------------------------------------------------
+# Public entry points.
+# --------------------------------------------------------------------------------------
+
+
+class _FastCPUMixin:
+    """Dispatch to the fast CPU kernel; everything else (weights, config) is the stock layer's."""
+
+    def __init__(self, *args, jit_compile=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fast_jit_compile = jit_compile
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if fast_kernel_unsupported(self, training):
+            return super().inner_loop(sequences, initial_state, mask, training)
+        jit = DEFAULT_JIT_COMPILE if self.fast_jit_compile is None else self.fast_jit_compile
+        return _run_fast(self, sequences, initial_state, mask, training, jit)
+
+    def get_config(self):
+        return {**super().get_config(), "jit_compile": self.fast_jit_compile}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FastLSTM(_FastCPUMixin, keras.layers.LSTM):
+    """`keras.layers.LSTM` that runs the fast kernel on a CPU and cuDNN on a GPU.
+
+    Same arguments and variables as `keras.layers.LSTM`, plus `jit_compile`
+    (None: `DEFAULT_JIT_COMPILE`) for the CPU kernel.
+    """
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FastGRU(_FastCPUMixin, keras.layers.GRU):
+    """`keras.layers.GRU` that runs the fast kernel on a CPU and cuDNN on a GPU.
+
+    Same arguments and variables as `keras.layers.GRU`, plus `jit_compile`.
+    """
+
+
+def use_fast_kernels(model, jit_compile=None):
+    """Route every stock LSTM/GRU of `model` (in place) through the fast CPU kernel.
+
+    Only these layer *instances* change: the classes, the saved config and the
+    weights stay stock, so `model.save` writes the same file as before. Call it
+    before the model's first call (traced functions keep what they traced).
+    Returns the list of layers routed.
+    """
+    layers = list(iter_recurrent_layers(model))
+    for layer in layers:
+        layer.inner_loop = functools.partial(fast_inner_loop, layer, jit_compile=jit_compile)
+    return layers
+
+
+def fast_cpu_model(model, jit_compile=None):
+    """A copy of `model` (same class, config and weights) whose LSTM/GRU run the fast kernels.
+
+    The original model is not touched. Works for any model that round-trips
+    through `get_config`/`from_config`, which every zoo model does.
+    """
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    use_fast_kernels(copy, jit_compile)
+    return copy
