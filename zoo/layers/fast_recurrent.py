@@ -37,7 +37,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from zoo.layers.recurrent import iter_recurrent_layers
+from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
 
 # XLA-compile the recurrent loops on CPU. Measured in benchmarks/README.md; XLA
 # compiles once per input shape, so callers with many distinct shapes may turn it off.
@@ -452,20 +452,10 @@ def fast_kernel_unsupported(layer, training=False):
         reasons.append("backend is not tensorflow")
     if _gpu_visible():
         reasons.append("a GPU is visible (stock code takes cuDNN)")
-    if keras.activations.serialize(cell.activation) != "tanh":
-        reasons.append("activation is not tanh")
-    if keras.activations.serialize(cell.recurrent_activation) != "sigmoid":
-        reasons.append("recurrent_activation is not sigmoid")
-    if not cell.use_bias:
-        reasons.append("use_bias is False")
-    if layer.unroll:
-        reasons.append("unroll is True")
-    if cell.recurrent_dropout:
-        reasons.append("recurrent_dropout is not 0")
+    # The fast kernel computes exactly what cuDNN computes, so it has the same preconditions.
+    reasons += [r for r in cudnn_ineligibility(layer) if "use_cudnn" not in r]
     if training and cell.dropout:
         reasons.append("input dropout while training")
-    if isinstance(layer, keras.layers.GRU) and not cell.reset_after:
-        reasons.append("GRU reset_after is False")
     return reasons
 
 
