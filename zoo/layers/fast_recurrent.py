@@ -39,8 +39,10 @@ import tensorflow as tf
 
 from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
 
-# XLA-compile the recurrent loops on CPU. Measured in benchmarks/README.md; XLA
-# compiles once per input shape, so callers with many distinct shapes may turn it off.
+# XLA-compile the recurrent loops on CPU: it fuses each step's gate arithmetic into one
+# kernel, which won for training and batch-1 latency (benchmarks/README.md); the plain
+# TF-graph loops lost there. XLA compiles once per input shape, so callers feeding many
+# distinct shapes (unbucketed text) may pass jit_compile=False.
 DEFAULT_JIT_COMPILE = True
 
 
@@ -161,14 +163,12 @@ def _lstm_gates(z):
 def _lstm_forward(xw, mask, h0, c0, recurrent_kernel, keep):
     """The recurrent loop: (h_last, c_last, {kept name: [T, B, n]}), see `LSTM_KEEP`."""
     steps = tf.shape(xw)[0]
-    xw_steps = _array(steps, xw.dtype).unstack(xw)
-    mask_steps = None if mask is None else _array(steps, tf.bool).unstack(mask)
 
     def body(t, h, c, arrays):
-        i, f, g, o = _lstm_gates(xw_steps.read(t) + tf.matmul(h, recurrent_kernel))
+        i, f, g, o = _lstm_gates(xw[t] + tf.matmul(h, recurrent_kernel))
         new_c = f * c + i * g
         new_h = o * tf.tanh(new_c)
-        mask_t = None if mask_steps is None else mask_steps.read(t)
+        mask_t = None if mask is None else mask[t]
         h, c = _where(mask_t, new_h, h), _where(mask_t, new_c, c)
         arrays = _write(arrays, t, {"h": lambda: h, "c": lambda: c,
                                     "gates": lambda: tf.concat([i, f, g, o], axis=-1)})
@@ -193,16 +193,14 @@ def _lstm_backward(xw, mask, h0, c0, recurrent_kernel, hs, cs, gates, d_hs, d_c_
     dc_factors = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], axis=-1)
     dh_to_dc = o * (1 - tanh_c * tanh_c)
     dh_to_dzo = tanh_c * o * (1 - o)
-    factors = [_array(steps, xw.dtype).unstack(a) for a in (dc_factors, dh_to_dc, dh_to_dzo, f)]
-    d_hs_steps = _array(steps, xw.dtype).unstack(d_hs)
-    mask_steps = None if mask is None else _array(steps, tf.bool).unstack(mask)
+    factors = (dc_factors, dh_to_dc, dh_to_dzo, f)  # x[t] of a time-major tensor: no copy
 
     def body(t, dh, dc, dzs):
-        dc_factor, dh_dc, dh_dzo, forget = (a.read(t) for a in factors)
-        dh = dh + d_hs_steps.read(t)
+        dc_factor, dh_dc, dh_dzo, forget = (a[t] for a in factors)
+        dh = dh + d_hs[t]
         step_dc = dc + dh * dh_dc
         dz = tf.concat([tf.tile(step_dc, [1, 3]) * dc_factor, dh * dh_dzo], axis=-1)
-        mask_t = None if mask_steps is None else mask_steps.read(t)
+        mask_t = None if mask is None else mask[t]
         if mask_t is not None:  # a masked step passed h, c through unchanged
             dz = tf.where(mask_t, dz, tf.zeros_like(dz))
         new_dh = _where(mask_t, tf.matmul(dz, recurrent_kernel, transpose_b=True), dh)
@@ -276,14 +274,12 @@ def _gru_gates(xw, hr):
 def _gru_forward(xw, mask, h0, recurrent_kernel, recurrent_bias, keep):
     """The recurrent loop: (h_last, {kept name: [T, B, n]}); gates are [z, r, h~, hr_h]."""
     steps = tf.shape(xw)[0]
-    xw_steps = _array(steps, xw.dtype).unstack(xw)
-    mask_steps = None if mask is None else _array(steps, tf.bool).unstack(mask)
 
     def body(t, h, arrays):
-        gates = _gru_gates(xw_steps.read(t), tf.matmul(h, recurrent_kernel) + recurrent_bias)
+        gates = _gru_gates(xw[t], tf.matmul(h, recurrent_kernel) + recurrent_bias)
         z, _, hh, _ = gates
         new_h = z * h + (1 - z) * hh
-        h = _where(None if mask_steps is None else mask_steps.read(t), new_h, h)
+        h = _where(None if mask is None else mask[t], new_h, h)
         arrays = _write(arrays, t, {"h": lambda: h, "gates": lambda: tf.concat(gates, axis=-1)})
         return h, arrays
 
@@ -305,17 +301,13 @@ def _gru_backward(xw, mask, h0, recurrent_kernel, hs, gates, d_hs):
     d_hpre = (1 - z) * (1 - hh * hh)
     d_rpre = d_hpre * hr_h * r * (1 - r)
     recurrent_factors = tf.concat([d_zpre, d_rpre, d_hpre * r], axis=-1)
-    factor_steps = _array(steps, xw.dtype).unstack(recurrent_factors)
-    z_steps = _array(steps, xw.dtype).unstack(z)
-    d_hs_steps = _array(steps, xw.dtype).unstack(d_hs)
-    mask_steps = None if mask is None else _array(steps, tf.bool).unstack(mask)
 
     def body(t, dh, dhs):
-        dh = dh + d_hs_steps.read(t)
-        mask_t = None if mask_steps is None else mask_steps.read(t)
+        dh = dh + d_hs[t]
+        mask_t = None if mask is None else mask[t]
         step_dh = dh if mask_t is None else tf.where(mask_t, dh, tf.zeros_like(dh))
-        d_rec = tf.tile(step_dh, [1, 3]) * factor_steps.read(t)
-        through = step_dh * z_steps.read(t) + tf.matmul(d_rec, recurrent_kernel, transpose_b=True)
+        d_rec = tf.tile(step_dh, [1, 3]) * recurrent_factors[t]
+        through = step_dh * z[t] + tf.matmul(d_rec, recurrent_kernel, transpose_b=True)
         return _where(mask_t, through, dh), dhs.write(t, step_dh)
 
     dh0, dhs = _loop(body, (tf.zeros_like(h0), _array(steps, xw.dtype)), steps, reverse=True)
@@ -381,7 +373,7 @@ def _time_major_inputs(sequences, mask, go_backwards):
 def _project(inputs, kernel, bias):
     """x_t @ W + b for all steps as one [T*B, F] x [F, nU] matmul."""
     steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
-    projected = _flat_matmul(inputs, kernel) + bias
+    projected = tf.nn.bias_add(_flat_matmul(inputs, kernel), bias)  # fuses into the matmul
     return tf.reshape(projected, [steps, batch, tf.shape(kernel)[-1]])
 
 
