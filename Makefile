@@ -23,8 +23,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# The suite (torch: `$(BIN)/pip install -e .[torch]`, or BENCH_ARGS="... --no-torch"), then
+# its tables into benchmarks/README.md. Run it on a quiet machine.
+BENCH_ARGS ?= --sections peak,recurrent,models,threads
+BENCH_OUTPUT ?= benchmarks/results.json
+
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS) --output $(BENCH_OUTPUT)
+	$(BIN)/python -m benchmarks.report $(BENCH_OUTPUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check zoo tests recipes

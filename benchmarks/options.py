@@ -1,9 +1,10 @@
-"""Candidate CPU kernels that were measured against `zoo.layers.fast_recurrent` and lost.
+"""Candidate CPU kernels measured side by side with `zoo.layers.fast_recurrent`'s default.
 
 They live here, not in `zoo/`, so that the benchmark can keep showing by how
-much they lose. Each one patches the `inner_loop` of the LSTM/GRU layers of a
-*copy* of a model (same weights), like `fast_recurrent.use_fast_kernels`, and
-covers only what the benchmark feeds it: unmasked, forward-in-time sequences.
+much they lose (or win). Each one patches the `inner_loop` of the LSTM/GRU
+layers of a *copy* of a model (same weights), like
+`fast_recurrent.use_fast_kernels`; the fused and autodiff options cover only
+what the benchmark feeds them: unmasked, forward-in-time sequences.
 """
 
 import functools
@@ -76,15 +77,15 @@ def _autodiff_inner_loop(layer, sequences, initial_state, mask, training=False):
     cell = layer.cell
     inputs = tf.transpose(sequences, [1, 0, 2])
     recurrent_kernel = tf.convert_to_tensor(cell.recurrent_kernel)
+    kernel = tf.convert_to_tensor(cell.kernel)
     if isinstance(layer, keras.layers.LSTM):
-        xw = fr._project(inputs, cell.kernel, cell.bias)
-        h, c, kept = fr._lstm_forward(xw, None, *initial_state, recurrent_kernel, "outputs")
+        h, c, kept = fr._lstm_forward(inputs, kernel, tf.convert_to_tensor(cell.bias), None,
+                                      *initial_state, recurrent_kernel, "outputs", hoist=True)
         states = [h, c]
     else:
         input_bias, recurrent_bias = tf.unstack(tf.convert_to_tensor(cell.bias))
-        xw = fr._project(inputs, cell.kernel, input_bias)
-        h, kept = fr._gru_forward(xw, None, initial_state[0], recurrent_kernel, recurrent_bias,
-                                  "outputs")
+        h, kept = fr._gru_forward(inputs, kernel, input_bias, None, initial_state[0],
+                                  recurrent_kernel, recurrent_bias, "outputs", hoist=True)
         states = [h]
     return fr._keras_result(layer, None, kept["h"], states[0], states)
 
@@ -92,3 +93,20 @@ def _autodiff_inner_loop(layer, sequences, initial_state, mask, training=False):
 def hoisted_autodiff(model):
     """Copy of `model` with x @ W hoisted out of the loop but TF's automatic backward pass."""
     return _copy_with_inner_loop(model, _autodiff_inner_loop)
+
+
+def _hoisted_fast_inner_loop(layer, sequences, initial_state, mask, training=False):
+    """The fast kernel with XLA loops, x @ W always hoisted (whatever the batch size)."""
+    if fr.fast_kernel_unsupported(layer, training):
+        return type(layer).inner_loop(layer, sequences, initial_state, mask, training)
+    return fr._run_fast(layer, sequences, initial_state, mask, training, jit_compile=True,
+                        hoist=True)
+
+
+def hoisted_fast(model):
+    """Copy of `model` on the fast kernel, x @ W hoisted out of the loop even for inference.
+
+    The default hoists only for training and tiny inference batches
+    (`fast_recurrent.HOIST_MAX_INFERENCE_BATCH`); this copy measures the alternative.
+    """
+    return _copy_with_inner_loop(model, _hoisted_fast_inner_loop)

@@ -52,11 +52,14 @@ def stock_model(cell, steps, sizes):
     return keras.Model(inputs, keras.layers.Dense(CLASSES, name="head")(hidden))
 
 
-def keras_variants(stock, cell):
+def keras_variants(stock, cell, mode="training"):
     """{name: (model, jit_compile of the whole step)}: every Keras path that is measured.
 
     Each variant is a copy with the stock model's weights (`fast_cpu_model`
-    and the options copy through `get_config`/`set_weights`).
+    and the options copy through `get_config`/`set_weights`). The
+    always-hoisted fast kernel differs from the default only for inference
+    at batch > `fast_recurrent.HOIST_MAX_INFERENCE_BATCH`, so only that mode
+    measures it.
     """
     variants = {
         "keras stock": (stock, False),
@@ -65,6 +68,8 @@ def keras_variants(stock, cell):
         "zoo fast (no XLA)": (fast_recurrent.fast_cpu_model(stock, jit_compile=False), False),
         "hoisted x@W + TF autodiff": (options.hoisted_autodiff(stock), False),
     }
+    if mode == "inference":
+        variants["zoo fast, x@W hoisted (XLA loops)"] = (options.hoisted_fast(stock), False)
     if cell == "lstm":
         variants["TF fused BlockLSTMV2"] = (options.fused_block_lstm(stock), False)
     return variants
@@ -158,7 +163,7 @@ def candidates(cell, steps, mode, sizes, with_torch=True):
     stock = stock_model(cell, steps, sizes)
     runs = {}
     tx, ty = tf.constant(x), tf.constant(y)
-    for name, (model, jit) in keras_variants(stock, cell).items():
+    for name, (model, jit) in keras_variants(stock, cell, mode).items():
         runs[name] = (keras_training(model, tx, ty, jit) if mode == "training"
                       else keras_inference(model, tx, jit))
     if with_torch:

@@ -68,7 +68,11 @@ def configure_threads(args):
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     if not args.no_torch:
-        import torch
+        try:
+            import torch
+        except ImportError:
+            sys.exit("benchmarks: torch is not installed; `.venv/bin/pip install -e .[torch]` "
+                     "(CPU build, torch==2.13.0) or pass --no-torch")
 
         if args.intra_op_threads:
             torch.set_num_threads(args.intra_op_threads)

@@ -36,8 +36,7 @@ CONFIG = dict(
     patience=3,
     seed=0,
     units_label=" ug/m3",
-    smoke_model=dict(units=8),
-    smoke_windows=200,
+    smoke=dict(model=dict(units=8), max_windows=200, epochs=1),
 )
 
 if __name__ == "__main__":

@@ -30,8 +30,7 @@ CONFIG = dict(
     patience=5,
     seed=0,
     units_label=" C",
-    smoke_model=dict(units=8),
-    smoke_windows=200,
+    smoke=dict(model=dict(units=8), max_windows=200, epochs=1),
 )
 
 if __name__ == "__main__":

@@ -35,9 +35,8 @@ CONFIG = dict(
     seed=0,
     published=dict(test_perplexity=114.5, validation_perplexity=120.7,
                    source="Zaremba et al. 2014, Table 1 (non-regularized LSTM, 13 epochs)"),
-    smoke_model=dict(units=16, embedding_dim=16, num_layers=1),
-    smoke_tokens=20_000,
-    smoke_eval_tokens=2_000,
+    smoke=dict(model=dict(units=16, embedding_dim=16, num_layers=1), epochs=1,
+               train_tokens=20_000, validation_tokens=20_000, eval_tokens=2_000),
 )
 
 if __name__ == "__main__":

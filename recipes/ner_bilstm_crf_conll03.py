@@ -21,7 +21,7 @@ CONFIG = dict(
     model=dict(head="crf", cell="lstm", units=128, num_layers=1, bidirectional=True,
                embedding_dim=100, lowercase=True, char_encoder="cnn", char_filters=50,
                dropout=0.5, word_dropout=0.25, char_dropout=0.25),
-    smoke_model=dict(units=32, embedding_dim=32, char_filters=16, dropout=0.2),
+    smoke=dict(model=dict(units=32, embedding_dim=32, char_filters=16, dropout=0.2)),
     batch_size=32,
     learning_rate=2e-3,
     learning_rate_decay=0.9,  # per epoch

@@ -15,7 +15,7 @@ CONFIG = dict(
     model=dict(head="crf", cell="lstm", units=128, num_layers=1, bidirectional=True,
                embedding_dim=100, char_encoder="cnn", char_filters=50, dropout=0.5,
                word_dropout=0.1, intent_pooling=["max", "mean"]),
-    smoke_model=dict(units=32, embedding_dim=32, char_filters=16, dropout=0.2),
+    smoke=dict(model=dict(units=32, embedding_dim=32, char_filters=16, dropout=0.2)),
     batch_size=64,
     learning_rate=2e-3,
     epochs=20,

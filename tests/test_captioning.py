@@ -206,3 +206,79 @@ def test_smoke_recipe_runs(tmp_path):
 
 def test_examples_ship_with_the_package():
     assert len(EXAMPLES) >= 2 and all(os.path.getsize(p) < 30_000 for p in EXAMPLES)
+
+
+# -- Fine-tuning on a user's folder of images and captions ------------------------------
+
+
+def _flickr8k_test_folder(folder, count, style="a photo of {}"):
+    """`count` official test images (linked into folder/images/) and their captions in
+    Flickr8k's token format, rewritten in a house `style` the shipped model never saw."""
+    from zoo.data.settings import data_root
+
+    flickr = data_root() / "flickr8k"
+    if not (flickr / "Flickr8k.token.txt").exists():
+        pytest.skip(f"no Flickr8k at {flickr}")
+    names = (flickr / "Flickr_8k.testImages.txt").read_text().split()[:count]
+    (folder / "images").mkdir(parents=True)
+    for name in names:
+        (folder / "images" / name).symlink_to(flickr / "images" / name)
+    lines = [line for line in (flickr / "Flickr8k.token.txt").read_text().splitlines()
+             if line.split("#")[0] in names]
+    (folder / "captions.tsv").write_text("image\tcaption\n" + "".join(
+        f"{key}\t{style.format(caption)}\n" for key, caption in (l.split("\t") for l in lines)))
+    return folder
+
+
+def test_fine_tuning_the_shipped_captioner_on_a_folder_raises_held_out_bleu(tmp_path):
+    """Captions in a house style ("a photo of ..."): 30 images, 3 epochs; 10 held out."""
+    from zoo.training import run_fine_tune
+
+    if not registry.get_pretrained(PRETRAINED).is_trained:
+        pytest.skip(f"{PRETRAINED} is not trained")
+    folder = _flickr8k_test_folder(tmp_path / "photos", 40)
+    keras.utils.set_random_seed(0)
+    card = run_fine_tune(["--from", PRETRAINED, "--data", str(folder), "--epochs", "3",
+                          "--learning-rate", "1e-3", "--holdout", "0.25",
+                          "--output", str(tmp_path / "models")])
+    metrics = card["metrics"]
+    assert (metrics["train_images"], metrics["holdout_images"]) == (30, 10)
+    assert metrics["holdout_bleu_4"] > metrics["holdout_bleu_4_before"] + 5
+    assert (tmp_path / "models" / f"{PRETRAINED}-finetuned" / "model.keras").exists()
+
+
+def test_extended_vocabulary_keeps_the_trained_rows(trained):
+    model, features = trained
+    bigger = captioning.extend_vocabulary(model, ["a zebra grazes .", "two zebras and a zebra ."])
+    assert bigger.vocabulary == model.vocabulary + ["zebra"]  # "zebras" was seen only once
+    for name in ("word_embedding", "logits"):
+        old = model.decoder.get_layer(name).get_weights()[0]
+        new = bigger.decoder.get_layer(name).get_weights()[0]
+        rows = tuple(slice(0, n) for n in old.shape)
+        np.testing.assert_array_equal(new[rows], old)
+    np.testing.assert_array_equal(bigger.encoder.get_weights()[0], model.encoder.get_weights()[0])
+    assert bigger.caption_features(features, beam_size=2) == model.caption_features(features,
+                                                                                    beam_size=2)
+
+
+def test_captions_folder_formats_and_clear_errors(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    first, second = (Path(p).name for p in EXAMPLES[:2])
+    for name in (first, second):
+        (folder / name).write_bytes(Path(EXAMPLES[0]).parent.joinpath(name).read_bytes())
+    (folder / "captions.txt").write_text(
+        f"{first}#0\tA dog runs.\n{first}#1\tTwo dogs, running!\n\n{second}\ta man\n")
+    images, captions = captioning.read_captioned_images(folder)
+    assert images == [str(folder / first), str(folder / second)]
+    assert captions == [["a dog runs .", "two dogs , running !"], ["a man"]]
+    assert captioning.read_captioned_images(folder / "captions.txt") == (images, captions)
+
+    (folder / "captions.txt").write_text(f"{first}\ta dog\nghost.jpg\ta cat\n")
+    with pytest.raises(FileNotFoundError, match="1 images of .* not found.*ghost.jpg"):
+        captioning.read_captioned_images(folder)
+    (folder / "captions.txt").write_text(f"{first} a dog without a tab\n")
+    with pytest.raises(ValueError, match=r"captions.txt:1: expected image<TAB>caption"):
+        captioning.read_captioned_images(folder)
+    with pytest.raises(FileNotFoundError, match="has no captions.tsv or captions.txt"):
+        captioning.read_captioned_images(tmp_path)

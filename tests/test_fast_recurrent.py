@@ -4,6 +4,8 @@ No timings here (benchmarks/ measures speed); only numerical equality to 1e-5
 on the same weights, with right-padded masks, and the fallbacks.
 """
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -93,6 +95,33 @@ def test_equal_to_stock_forward_and_gradients(cell, config, masked, training):
 def test_xla_compiled_loops_equal_stock(cell, config, training):
     """The same kernels, XLA-compiled (a few configurations: each one compiles)."""
     stock, fast = _pair(cell, True, **config)
+    _assert_same(stock, fast, mask=_right_padded_mask(), training=training)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_batch_of_one(cell, training, jit_compile):
+    """Tiny inference batches hoist x @ W out of the loop; larger ones project per step."""
+    stock, fast = _pair(cell, jit_compile, return_sequences=True, go_backwards=True)
+    x = tf.constant(_inputs()[:1])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        stock_out, fast_out = stock(x, training=training), fast(x, training=training)
+    np.testing.assert_allclose(fast_out.numpy(), stock_out.numpy(), **TOLERANCE)
+    for expected, actual in zip(tape.gradient(stock_out, [x] + stock.trainable_weights),
+                                tape.gradient(fast_out, [x] + fast.trainable_weights)):
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), **TOLERANCE)
+
+
+@pytest.mark.parametrize("hoist", [False, True], ids=["per-step", "hoisted"])
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forced_input_projection_placement(cell, training, hoist):
+    """Either placement of x @ W (the benchmark measures both) equals the stock layer."""
+    stock, fast = _pair(cell, False, return_sequences=True)
+    fast.inner_loop = functools.partial(fast_recurrent._run_fast, fast, jit_compile=False,
+                                        hoist=hoist)
     _assert_same(stock, fast, mask=_right_padded_mask(), training=training)
 
 

@@ -147,7 +147,8 @@ def test_saved_forecaster_round_trip(tmp_path):
 def test_smoke_recipes_run(recipe, tmp_path):
     from zoo.training import load_recipe, run_recipe
 
-    config = dict(load_recipe(recipe), smoke_windows=100)
+    config = load_recipe(recipe)
+    config["smoke"] = dict(config["smoke"], max_windows=100)
     card = run_recipe(config, ["--smoke", "--output", str(tmp_path)])
     metrics = card["metrics"]
     assert metrics["windows"] == 100 and "persistence_mae" in metrics

@@ -128,7 +128,9 @@ def test_saved_model_round_trip_scores_identically(tmp_path):
 def test_smoke_recipe_trains_saves_and_loads(tmp_path):
     from zoo.training import load_recipe, run_recipe
 
-    config = dict(load_recipe("lm_lstm_ptb"), smoke_tokens=6_000, smoke_eval_tokens=500)
+    config = load_recipe("lm_lstm_ptb")
+    config["smoke"] = dict(config["smoke"], train_tokens=6_000, validation_tokens=6_000,
+                           eval_tokens=500)
     card = run_recipe(config, ["--smoke", "--output", str(tmp_path)])
     assert card["metrics"]["test_tokens"] == 499
     assert 1 < card["metrics"]["test_perplexity"] < 20_000

@@ -174,3 +174,114 @@ def test_hypermodel_builds_a_compiled_model():
     model = hypermodel.build(hp)
     assert model.units == 16 and model.attention in translation.ATTENTION_TYPES
     assert model.optimizer is not None
+
+
+# -- Fine-tuning on a user's parallel text ------------------------------------------------
+
+SUBJECTS = [("A man", "Ein Mann"), ("A woman", "Eine Frau"), ("A dog", "Ein Hund"),
+            ("A child", "Ein Kind"), ("A boy", "Ein Junge")]
+ACTIONS = [("is running", "läuft"), ("is sleeping", "schläft"), ("is eating", "isst"),
+           ("is sitting", "sitzt"), ("is waiting", "wartet")]
+PLACES = [("on the beach.", "am Strand."), ("in the park.", "im Park."),
+          ("on the street.", "auf der Straße."), ("in the snow.", "im Schnee.")]
+# 100 new sentences: every held-out one is a new combination of phrases seen in training.
+DOMAIN = [(f"{s} {a} {p}", f"{ds} {da} {dp}") for s, ds in SUBJECTS for a, da in ACTIONS
+          for p, dp in PLACES]
+
+
+def _parallel_files(folder, pairs):
+    source, target = folder / "mine.en", folder / "mine.de"
+    source.write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    target.write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    return source, target
+
+
+def _save_as_pretrained(model, folder):
+    from zoo.saving import save_pretrained
+
+    save_pretrained(model, folder, dict(task="translation", architecture="seq2seq-gru-attention",
+                                        metrics={}, recipe="test", data="six pairs",
+                                        trained_on="test", wall_time_s=0))
+    return folder
+
+
+def test_fine_tuning_from_a_saved_folder_on_parallel_files(trained, tmp_path):
+    """`zoo train --from FOLDER --data a.en,a.de`: new words are learned, held-out BLEU rises."""
+    from zoo.saving import load_pretrained
+    from zoo.training import run_fine_tune
+
+    base = _save_as_pretrained(trained, tmp_path / "base")
+    source, target = _parallel_files(tmp_path, DOMAIN)
+    keras.utils.set_random_seed(0)
+    card = run_fine_tune(["--from", str(base), "--data", f"{source},{target}", "--epochs", "25",
+                          "--learning-rate", "1e-2", "--extend-vocabulary",
+                          "--output", str(tmp_path / "models")])
+    metrics = card["metrics"]
+    assert (metrics["train_pairs"], metrics["holdout_pairs"]) == (80, 20)
+    assert metrics["holdout_bleu"] > metrics["holdout_bleu_before"] + 20
+    tuned = load_pretrained(tmp_path / "models" / "base-finetuned")
+    old = trained.target_vocabulary
+    assert tuned.target_vocabulary[: len(old)] == old and "▁Frau" in tuned.target_vocabulary
+    assert card["base_model"] == str(base.resolve()) and card["config"]["epochs"] == 25
+
+
+def test_extended_vocabulary_keeps_the_trained_rows(trained):
+    bigger = translation.extend_vocabulary(trained, [s for s, _ in DOMAIN],
+                                           [t for _, t in DOMAIN])
+    assert "▁Frau" in bigger.target_vocabulary[len(trained.target_vocabulary):]
+    assert "▁woman" in bigger.source_vocabulary[len(trained.source_vocabulary):]
+    for name in ("source_embedding", "target_embedding"):
+        old = trained.get_layer(name).get_weights()[0]
+        np.testing.assert_array_equal(bigger.get_layer(name).get_weights()[0][: len(old)], old)
+    # Known words score exactly as before; the new ones start below every old word.
+    inputs = {"source": tf.constant(SOURCES), "target": tf.constant(TARGETS)}
+    old_logits = trained(inputs, training=False).numpy()
+    new_logits = bigger(inputs, training=False).numpy()
+    np.testing.assert_allclose(new_logits[..., : old_logits.shape[-1]], old_logits, atol=1e-5)
+    assert trained.translate(SOURCES[:3], beam_size=3) == bigger.translate(SOURCES[:3],
+                                                                            beam_size=3)
+
+
+def test_freeze_encoder_trains_only_the_decoder_side(tmp_path):
+    source, target = _parallel_files(tmp_path, DOMAIN[:20])
+    model = tiny_model()
+    frozen = {name: [w.copy() for w in model.get_layer(name).get_weights()]
+              for name in ("source_embedding", "encoder_bigru_0", "logits")}
+    model, metrics = translation.fine_tune(model, f"{source},{target}", tmp_path / "run",
+                                           epochs=1, learning_rate=1e-2, freeze_encoder=True)
+    for name in ("source_embedding", "encoder_bigru_0"):
+        for before, after in zip(frozen[name], model.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(before, after)
+    assert not np.allclose(frozen["logits"][0], model.get_layer("logits").get_weights()[0])
+    assert metrics["holdout_pairs"] == 4 and "holdout_bleu_before" in metrics
+
+
+def test_parallel_data_formats_and_clear_errors(tmp_path):
+    source, target = _parallel_files(tmp_path, PAIRS)
+    assert translation.read_parallel_data(f"{source},{target}") == (SOURCES, TARGETS)
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS) + "\n", encoding="utf-8")
+    assert translation.read_parallel_data(tsv) == (SOURCES, TARGETS)
+
+    short = tmp_path / "short.de"
+    short.write_text("Ein Mann.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="has 6 lines but .*short.de has 1"):
+        translation.read_parallel_data(f"{source},{short}")
+    with pytest.raises(FileNotFoundError, match="missing.de"):
+        translation.read_parallel_data(f"{source},{tmp_path / 'missing.de'}")
+    tsv.write_text("A man.\tEin Mann.\nno tab here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pairs.tsv:2: expected source<TAB>target"):
+        translation.read_parallel_data(tsv)
+    target.write_text("\n".join(["", *TARGETS[1:]]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 1: one side is blank"):
+        translation.read_parallel_data(f"{source},{target}")
+
+
+def test_cli_fine_tuning_reports_bad_data_without_a_traceback(trained, tmp_path, capsys):
+    from zoo import cli
+
+    base = _save_as_pretrained(trained, tmp_path / "base")
+    code = cli.main(["train", "--from", str(base), "--data", f"{tmp_path / 'nope.en'},x.de",
+                     "--output", str(tmp_path / "models")])
+    assert code == 1
+    assert "Translation data file not found" in capsys.readouterr().err

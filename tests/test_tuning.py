@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import signal
 import socket
@@ -151,3 +152,84 @@ def test_multi_worker_training_on_localhost(tmp_path):
     with open(tmp_path / "worker0" / "runs" / "textcnn-trec" / "history.csv") as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f)]
     assert losses[-1] < losses[0]
+
+
+def _cr_reviews_csv(path, rows=240):
+    """Customer reviews as a user's CSV (text,label names): a shift from the SST-2 movie domain."""
+    from zoo import data
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for row in data.load_examples("cr", "train")[:rows]:
+            writer.writerow([row["text"], ["negative", "positive"][row["label"]]])
+    return path
+
+
+def test_fine_tuning_search_writes_trials_and_a_rerunnable_best(tmp_path):
+    """`zoo tune --from NAME --data FILE`: the same tuner, trials are fine-tuning runs."""
+    from zoo import cli, registry
+    from zoo.training import run_recipe_file
+
+    if not registry.get_pretrained("textcnn-sst2").is_trained:
+        pytest.skip("textcnn-sst2 is not trained")
+    reviews = _cr_reviews_csv(tmp_path / "reviews.csv")
+    search = tmp_path / "search"
+    assert cli.main(["tune", "--from", "textcnn-sst2", "--data", str(reviews), "--max-trials", "2",
+                     "--epochs", "2", "--directory", str(search)]) == 0
+    rows = _trials(search)
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
+    assert {"learning_rate", "freeze_encoder", "dropout", "epochs"} <= set(rows[0])
+    assert len({(r["learning_rate"], r["dropout"]) for r in rows}) == 2
+    assert all(0 <= float(r["holdout_score"]) <= 100 for r in rows)
+    card = json.loads((search / "best_model" / "card.json").read_text())
+    assert card["task"] == "classification"
+    assert card["metrics"]["holdout_score"] == max(float(r["holdout_score"]) for r in rows)
+
+    best = load_recipe(str(search / "best_recipe.py"))
+    assert best["base_model"] == "textcnn-sst2" and best["name"] == "textcnn-sst2-finetuned-tuned"
+    assert isinstance(best["freeze_encoder"], bool)
+    rerun = run_recipe_file(str(search / "best_recipe.py"), ["--output", str(tmp_path / "models")])
+    assert rerun["config"]["learning_rate"] == pytest.approx(best["learning_rate"])
+    assert rerun["metrics"]["holdout_examples"] == 48
+
+
+def test_fine_tuning_search_needs_data(capsys):
+    from zoo import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["tune", "--from", "textcnn-sst2", "--max-trials", "2"])
+    assert "--from takes --data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("policy, low", [("mixed_float16", "float16"),
+                                         ("mixed_bfloat16", "bfloat16")])
+def test_mixed_precision_smoke_run(tmp_path, monkeypatch, policy, low):
+    """`--precision`: inner layers compute in 16 bits, the output layer and variables in float32."""
+    import keras
+
+    from zoo import training
+
+    trained, save = [], training.save_pretrained
+
+    def keep_model(model, directory, card):  # run_recipe saves the model it trained
+        trained.append(model)
+        return save(model, directory, card)
+
+    monkeypatch.setattr(training, "save_pretrained", keep_model)
+    try:
+        card = training.run_recipe(load_recipe(RECIPE), ["--smoke", "--epochs", "2", "--precision",
+                                                         policy, "--output", str(tmp_path)])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model = trained[0]
+    assert card["precision"] == policy
+    assert model.get_layer("classes").dtype_policy.name == "float32"
+    inner = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv1D,
+                                                                   keras.layers.Embedding))]
+    assert inner and all(layer.compute_dtype == low and layer.variable_dtype == "float32"
+                         for layer in inner)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (low == "float16")
+    with open(tmp_path / "runs" / "textcnn-trec" / "history.csv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 2 and all(map(math.isfinite, losses)) and losses[-1] < losses[0]

@@ -5,8 +5,9 @@
     zoo predict NAME INPUT... [--plot out.png]
     zoo evaluate NAME [--split test] [--json]
     zoo train RECIPE [--smoke] [--epochs N] [--output DIR]
-    zoo train --from NAME --data FILE [--epochs N] [--extend-vocabulary]
+    zoo train --from NAME|FOLDER --data FILE [--epochs N] [--extend-vocabulary]
     zoo tune RECIPE --max-trials N
+    zoo tune --from NAME|FOLDER --data FILE --max-trials N
     zoo export NAME [--format saved_model] [--output DIR]
     zoo demo
 """
@@ -154,7 +155,8 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser("train", help="run a recipe, or fine-tune: train --from NAME --data FILE")
     p.add_argument("recipe", nargs="?")
-    p = sub.add_parser("tune", help="keras-tuner search over a recipe's hyperparameters")
+    p = sub.add_parser("tune", help="keras-tuner search over a recipe's hyperparameters, or "
+                       "fine-tuning settings: tune --from NAME --data FILE")
     p.add_argument("recipe")
     p = sub.add_parser("export", help="export a pretrained model for serving")
     p.add_argument("name")
@@ -164,14 +166,29 @@ def build_parser():
     return parser
 
 
+def _error_message(error):
+    return error.args[0] if isinstance(error, KeyError) and error.args else error
+
+
+def fine_tune_command(command, rest):
+    """`zoo train --from ...` and `zoo tune --from ...`: no recipe positional to parse."""
+    _zoo()
+    from zoo import training, tuning
+
+    try:
+        if command == "train":
+            training.run_fine_tune(rest)
+            return 0
+        return tuning.main(rest)
+    except (KeyError, FileNotFoundError, ValueError) as error:
+        print(f"zoo {command}: {_error_message(error)}", file=sys.stderr)
+        return 1
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"] and "--from" in argv:  # fine-tuning takes no recipe positional
-        _zoo()
-        from zoo.training import run_fine_tune
-
-        run_fine_tune(argv[1:])
-        return 0
+    if argv[:1] in (["train"], ["tune"]) and "--from" in argv:
+        return fine_tune_command(argv[0], argv[1:])
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("train", "tune"):
@@ -183,8 +200,7 @@ def main(argv=None):
             return {"train": cmd_train, "tune": cmd_tune}[args.command](args, rest)
         return commands[args.command](args)
     except (KeyError, FileNotFoundError, ValueError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"zoo {args.command}: {message}", file=sys.stderr)
+        print(f"zoo {args.command}: {_error_message(error)}", file=sys.stderr)
         return 1
 
 

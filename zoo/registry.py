@@ -53,7 +53,10 @@ class TaskHandler:
     render: Callable  # (model, inputs: list[str], **options) -> list[str] readable lines
     examples: Callable  # (spec) -> list of example inputs shipped with the package
     train: Callable  # (config, run_dir, smoke) -> training.TrainResult
-    fine_tune: Optional[Callable] = None  # (model, data_path, run_dir, **options) -> (model, metrics)
+    # (model, data_path, run_dir, epochs, learning_rate, holdout, extend, freeze_encoder)
+    # -> (model, metrics); metrics hold one held-out score before and after, as
+    # `holdout_X_before` and `holdout_X` (what `zoo tune --from` maximizes).
+    fine_tune: Optional[Callable] = None
 
 
 _ARCHITECTURES: dict = {}

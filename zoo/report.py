@@ -38,15 +38,26 @@ def models_table():
     return "\n".join(rows)
 
 
+def replace_between_markers(text, start, end, body):
+    """`text` with everything between the `start` and `end` marker lines replaced by `body`.
+
+    The markers stay, so the generated block can be regenerated; a file without
+    them is an error rather than silently left stale. Shared with
+    `benchmarks/report.py`.
+    """
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"markers not found: {start!r} ... {end!r}")
+    return pattern.sub(lambda _: f"{start}\n{body.rstrip()}\n{end}", text, count=1)
+
+
 def main():
     import zoo  # noqa: F401  (registers the models)
 
     readme = registry.REPO_ROOT / "README.md"
-    text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    text = pattern.sub(lambda _: f"{START}\n{models_table()}\n{END}", text)
-    readme.write_text(text)
-    print(models_table())
+    table = models_table()
+    readme.write_text(replace_between_markers(readme.read_text(), START, END, table))
+    print(table)
     return 0
 
 

@@ -13,6 +13,10 @@ A recipe is a small Python file:
         run_recipe(CONFIG)
 
 and runs alone (`python recipes/textcnn_trec.py`) or through `zoo train`.
+
+`run_fine_tune` (`zoo train --from NAME --data FILE`) adapts a saved model to
+a user's file through its task's `fine_tune`, which trains with the same `fit`;
+NAME is a pretrained name or any folder `save_pretrained` wrote.
 """
 
 import argparse
@@ -293,9 +297,13 @@ def smoke_config(config):
 
 
 def run_recipe_file(path_or_name, argv=None):
-    """`zoo train RECIPE`: a model recipe's CONFIG, or a recipe script's own `main`."""
+    """`zoo train RECIPE`: a model recipe's CONFIG, a fine-tuning CONFIG (one naming a
+    `base_model`), or a recipe script's own `main`."""
     module = _import_recipe(path_or_name)
-    if hasattr(module, "CONFIG") and "task" in module.CONFIG:
+    config = getattr(module, "CONFIG", {})
+    if "base_model" in config:  # a fine-tuning config, e.g. `zoo tune --from`'s best_recipe.py
+        return run_fine_tune(fine_tune_command(config) + list(argv or []))
+    if "task" in config:
         return run_recipe(load_recipe(path_or_name), argv)
     return module.main(argv)
 
@@ -326,8 +334,12 @@ def load_recipe(path_or_name):
 def fine_tune_arguments(argv=None):
     parser = argparse.ArgumentParser(prog="zoo train --from NAME",
                                      description="Fine-tune a pretrained model on your data.")
-    parser.add_argument("--from", dest="source", required=True, help="pretrained model name")
-    parser.add_argument("--data", required=True, help="your labelled file (CSV/TSV, CoNLL, ...)")
+    parser.add_argument("--from", dest="source", required=True,
+                        help="pretrained model name, or a folder with model.keras and card.json")
+    parser.add_argument("--data", required=True, help=(
+        "your data: classification CSV/TSV (text,label); tagging CoNLL; translation "
+        "SRC_FILE,TGT_FILE (line-aligned) or a TSV (source<TAB>target); captioning a folder "
+        "of images with captions.tsv (image<TAB>caption), or that captions file"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--holdout", type=float, default=0.2,
@@ -335,32 +347,161 @@ def fine_tune_arguments(argv=None):
     parser.add_argument("--extend-vocabulary", action="store_true",
                         help="add the file's new words (seen twice or more) to the vocabulary")
     parser.add_argument("--freeze-encoder", action="store_true",
-                        help="train only the output layer")
+                        help="train only the layers after the encoder (see the task's fine_tune)")
+    parser.add_argument("--dropout", type=float, help="replace the model's dropout rate")
     parser.add_argument("--output", help="models folder (default saved_models/)")
     parser.add_argument("--name", help="name of the fine-tuned model (default NAME-finetuned)")
     return parser.parse_args(argv)
 
 
+def base_model_info(source):
+    """(task, architecture, folder) of a pretrained name or of a saved model folder.
+
+    A folder is anything `save_pretrained` wrote (a recipe's output, an earlier
+    fine-tuning, a search's best_model): its card names the task.
+    """
+    from zoo.saving import read_card
+
+    path = Path(source)
+    if path.is_dir():
+        card = read_card(path)
+        if "task" not in card:
+            raise ValueError(f"{path / 'card.json'} names no task: cannot tell how to fine-tune it")
+        return card["task"], card.get("architecture"), path
+    spec = registry.get_pretrained(source)
+    if not spec.is_trained:
+        raise FileNotFoundError(f"{source} has no weights at {spec.directory}. Train it with: "
+                                f"zoo train {spec.recipe}")
+    return spec.task, spec.architecture, spec.directory
+
+
+def fine_tune_config(source, data, epochs=3, learning_rate=1e-4, holdout=0.2,
+                     extend_vocabulary=False, freeze_encoder=False, dropout=None, name=None):
+    """A fine-tuning run as a config dict: what `run_fine_tune` runs and `zoo tune --from` varies."""
+    task, architecture, _ = base_model_info(source)
+    is_folder = Path(source).is_dir()
+    base_name = Path(source).resolve().name if is_folder else source
+    return dict(name=name or f"{base_name}-finetuned", task=task, architecture=architecture,
+                base_model=str(Path(source).resolve()) if is_folder else source, data=str(data),
+                epochs=epochs, learning_rate=learning_rate, holdout=holdout,
+                extend_vocabulary=extend_vocabulary, freeze_encoder=freeze_encoder,
+                dropout=dropout)
+
+
+def fine_tune_command(config):
+    """The `zoo train --from ...` arguments that rerun a fine-tuning config."""
+    argv = ["--from", config["base_model"], "--data", config["data"], "--name", config["name"],
+            "--epochs", str(config["epochs"]), "--learning-rate", str(config["learning_rate"]),
+            "--holdout", str(config["holdout"])]
+    if config.get("dropout") is not None:
+        argv += ["--dropout", str(config["dropout"])]
+    argv += ["--extend-vocabulary"] * bool(config.get("extend_vocabulary"))
+    return argv + ["--freeze-encoder"] * bool(config.get("freeze_encoder"))
+
+
+def with_dropout(model, rate):
+    """A copy of a zoo task model with its `dropout` rate replaced and the same weights."""
+    config = model.get_config()
+    if "dropout" not in config:
+        raise ValueError(f"{type(model).__name__} has no dropout setting to change")
+    copy = type(model).from_config({**config, "dropout": rate})
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def holdout_split(items, fraction, seed=0):
+    """(kept, held out) after a seeded shuffle; at least one item is held out."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(items))
+    cut = len(items) - max(1, round(len(items) * fraction))
+    return [items[i] for i in order[:cut]], [items[i] for i in order[cut:]]
+
+
+def copy_weights_growing_vocabulary(source, target, grown_layers):
+    """Copy every layer's weights from `source` into the same-named layer of `target`.
+
+    `target` was built with a longer vocabulary (new entries appended, so old ids
+    keep their meaning). Layers named in `grown_layers` get extra entries: an
+    Embedding keeps its rows and gains small random ones; an output Dense keeps
+    its columns and gains small random ones whose bias is the lowest old bias, so
+    new words start unlikely and the grown model first behaves like the old one.
+    Nested models (a captioner's decoder) are copied layer by layer too.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for layer in source.layers:
+        twin = target.get_layer(layer.name)
+        if isinstance(layer, keras.Model):
+            copy_weights_growing_vocabulary(layer, twin, grown_layers)
+        elif layer.name in grown_layers:
+            twin.set_weights(_grown(layer, twin, rng))
+        else:
+            twin.set_weights(layer.get_weights())
+
+
+def _grown(layer, twin, rng):
+    """`layer`'s weights with the entries `twin` has in addition appended."""
+    import numpy as np
+
+    old = layer.get_weights()
+    is_embedding = isinstance(layer, keras.layers.Embedding)
+    axis = 0 if is_embedding else 1  # embedding rows, output kernel columns
+    added = twin.get_weights()[0].shape[axis] - old[0].shape[axis]
+    shape = (added, old[0].shape[1]) if is_embedding else (old[0].shape[0], added)
+    grown = [np.concatenate([old[0], rng.uniform(-0.05, 0.05, shape).astype(old[0].dtype)], axis)]
+    if not is_embedding:
+        grown.append(np.concatenate([old[1], np.full(added, old[1].min(), old[1].dtype)]))
+    return grown
+
+
+def fine_tune(config, run_dir):
+    """Run the base model's task `fine_tune` on `config["data"]`; returns a `TrainResult`.
+
+    Every task's `fine_tune` reports one score before and after (`holdout_X_before`,
+    `holdout_X`); `validation` carries it, also as `holdout_score`, the objective of
+    `zoo tune --from`.
+    """
+    from zoo.saving import load_pretrained
+
+    task, _, folder = base_model_info(config["base_model"])
+    handler = registry.get_task(task)
+    if handler.fine_tune is None:
+        raise ValueError(f"Fine-tuning is not available for {task} models yet.")
+    model = load_pretrained(folder)
+    if config.get("dropout") is not None:
+        model = with_dropout(model, config["dropout"])
+    model, metrics = handler.fine_tune(
+        model, config["data"], run_dir=run_dir, epochs=config["epochs"],
+        learning_rate=config["learning_rate"], holdout=config["holdout"],
+        extend=config.get("extend_vocabulary", False),
+        freeze_encoder=config.get("freeze_encoder", False))
+    scores = {key: metrics[key] for key in metrics if f"{key}_before" in metrics}
+    return TrainResult(
+        model=model, metrics=metrics,
+        data=f"{config['data']} ({round(100 * config['holdout'])}% held out for scoring)",
+        validation={**scores, "holdout_score": next(iter(scores.values()))})
+
+
+_FINE_TUNE_SETTINGS = ("epochs", "learning_rate", "holdout", "extend_vocabulary",
+                       "freeze_encoder", "dropout")
+
+
 def run_fine_tune(argv=None):
     """`zoo train --from NAME --data FILE`: fine-tune, score a held-out part, save with a card."""
-    import zoo
-
     args = fine_tune_arguments(argv)
-    spec = registry.get_pretrained(args.source)
-    handler = registry.get_task(spec.task)
-    if handler.fine_tune is None:
-        raise ValueError(f"Fine-tuning is not available for {spec.task} models yet.")
-    name = args.name or f"{args.source}-finetuned"
     output = Path(args.output) if args.output else registry.models_dir()
+    config = fine_tune_config(**{k: v for k, v in vars(args).items() if k != "output"})
+    name = config["name"]
     started = time.perf_counter()
-    model, metrics = handler.fine_tune(
-        zoo.load(args.source), args.data, run_dir=output / "runs" / name, epochs=args.epochs,
-        learning_rate=args.learning_rate, holdout=args.holdout, extend=args.extend_vocabulary,
-        freeze_encoder=args.freeze_encoder)
-    card = save_pretrained(model, output / name, dict(
-        name=name, task=spec.task, architecture=spec.architecture, base_model=args.source,
-        metrics=metrics, recipe="zoo train " + " ".join(argv or sys.argv[1:]),
-        data=f"{args.data} ({int(100 * args.holdout)}% held out for scoring)",
+    result = fine_tune(config, run_dir=output / "runs" / name)
+    card = save_pretrained(result.model, output / name, dict(
+        name=name, task=config["task"], architecture=config["architecture"],
+        base_model=config["base_model"], metrics=result.metrics,
+        recipe="zoo train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        data=result.data, config={k: config[k] for k in _FINE_TUNE_SETTINGS},
         trained_on=machine_description(), wall_time_s=round(time.perf_counter() - started, 1)))
-    print(json.dumps({"name": name, "metrics": metrics, "saved": str(output / name)}, indent=2))
+    print(json.dumps({"name": name, "metrics": result.metrics, "saved": str(output / name)},
+                     indent=2))
     return card

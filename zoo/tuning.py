@@ -4,6 +4,7 @@ A search is a recipe CONFIG plus a search space: a map from config keys
 ("learning_rate", or "model.units" for the model's constructor) to ranges:
 
     [64, 128, 256]          -> hp.Choice
+    [False, True]           -> hp.Boolean
     (1, 3)                  -> hp.Int(min, max)
     (0.0, 0.5, 0.1)         -> hp.Float with a step (hp.Int if all ints)
     (1e-4, 1e-2, "log")     -> hp.Float with log sampling
@@ -19,6 +20,12 @@ epoch's validation metric; Hyperband's epoch budget maps onto `epochs`.
 Results in `--directory` (default runs/tune/NAME): keras-tuner's state (a
 killed search resumes where it stopped), `trials.csv`, `best_recipe.py`
 (runnable by `zoo train`), and the best model saved like any other.
+
+Fine-tuning searches: `zoo tune --from NAME --data FILE --max-trials 6` searches
+only the fine-tuning settings (learning rate, frozen encoder, dropout, epochs:
+`FINE_TUNE_SEARCH_SPACE`) with the same tuner; each trial is one
+`zoo train --from` run, scored on the held-out part of FILE (`holdout_score`,
+so that part selects the settings and is no longer an untouched test).
 
 Distributed: `zoo tune ... --distributed --workers 2` starts a keras-tuner
 chief (the oracle) and workers on this machine through KERASTUNER_TUNER_ID /
@@ -51,6 +58,8 @@ TUNERS = {
 def declare(hp, key, spec):
     """Declare one hyperparameter from the shorthand above and return its value."""
     if isinstance(spec, list):
+        if sorted(spec) == [False, True] and all(isinstance(v, bool) for v in spec):
+            return hp.Boolean(key)
         if any(isinstance(v, (list, dict)) for v in spec):  # keras-tuner choices are scalars
             return json.loads(hp.Choice(key, [json.dumps(v) for v in spec]))
         return hp.Choice(key, spec)
@@ -78,6 +87,32 @@ def apply_hyperparameters(config, space, hp):
     return config
 
 
+FINE_TUNE_SEARCH_SPACE = {"learning_rate": (1e-5, 3e-3, "log"), "freeze_encoder": [False, True],
+                          "dropout": (0.1, 0.5, 0.1)}
+
+
+def fine_tune_search_config(source, data, max_epochs=3, holdout=0.2, extend_vocabulary=False):
+    """A fine-tuning config (see `zoo.training.fine_tune_config`) with its search space."""
+    from zoo.training import fine_tune_config
+
+    config = fine_tune_config(source, data, epochs=max_epochs, holdout=holdout,
+                              extend_vocabulary=extend_vocabulary)
+    space = dict(FINE_TUNE_SEARCH_SPACE)
+    if max_epochs > 1:
+        space["epochs"] = (1, max_epochs)
+    config["search_space"] = space
+    return config
+
+
+def run_config(config, run_dir, smoke=False):
+    """One trial: the recipe's own training, or one fine-tuning run when it names a base model."""
+    from zoo import training
+
+    if "base_model" in config:
+        return training.fine_tune(config, run_dir)
+    return registry.get_task(config["task"]).train(config, run_dir=run_dir, smoke=smoke)
+
+
 def search_space_for(config):
     space = config.get("search_space")
     if space is None:
@@ -91,6 +126,8 @@ def default_objective(config):
     """The task's natural objective: validation accuracy, slot F1, BLEU or perplexity."""
     if "objective" in config:
         return config["objective"]
+    if "base_model" in config:
+        return "holdout_score"
     return {"classification": "val_accuracy", "tagging": "val_f1", "translation": "val_bleu",
             "captioning": "val_bleu", "language_model": "val_perplexity",
             "forecasting": "val_loss"}.get(config["task"], "val_loss")
@@ -104,7 +141,6 @@ def make_tuner(kind, config, directory, max_trials, objective, smoke=False, seed
                overwrite=False):
     """A keras-tuner Tuner of the given kind whose trials run the recipe's task."""
     space = search_space_for(config)
-    task = registry.get_task(config["task"])
     base = TUNERS[kind]
 
     class RecipeTuner(base):
@@ -115,7 +151,7 @@ def make_tuner(kind, config, directory, max_trials, objective, smoke=False, seed
                 trial_config["epochs"] = hp.values["tuner/epochs"]
             trial_dir = Path(self.get_trial_dir(trial.trial_id))
             # The run dir is the trial's own: a killed trial resumes from its last epoch.
-            result = task.train(trial_config, run_dir=trial_dir / "run", smoke=smoke)
+            result = run_config(trial_config, trial_dir / "run", smoke)
             if objective not in result.validation:
                 raise KeyError(f"{config['task']} reported {sorted(result.validation)}, "
                                f"not the objective {objective!r}")
@@ -157,17 +193,25 @@ def write_results(tuner, config, directory, objective):
     recipe.write_text(
         f'"""Best configuration found by `zoo tune` ({objective} = {best[0].score:.4f}).\n\n'
         f'    zoo train {recipe}\n"""\n\nCONFIG = {pprint.pformat(best_config, sort_dicts=False)}\n\n'
-        'if __name__ == "__main__":\n    from zoo.training import run_recipe\n\n'
-        '    run_recipe(CONFIG)\n')
+        'if __name__ == "__main__":\n' + _recipe_main(best_config))
     import keras
 
     model = keras.saving.load_model(trial_dir / "model.keras", safe_mode=True)
     save_pretrained(model, directory / "best_model", dict(
+        task=config["task"], architecture=config.get("architecture"),
         metrics={objective: best[0].score}, recipe=f"zoo train {recipe}",
-        data=f"{config.get('dataset')}: validation metric of the best trial",
+        data=f"{config.get('dataset') or config.get('data')}: validation metric of the best trial",
         trained_on=machine_description(), wall_time_s=None,
         hyperparameters=best[0].hyperparameters.values))
     return best[0]
+
+
+def _recipe_main(config):
+    """The `__main__` block of a written recipe: a fine-tuning config reruns `zoo train --from`."""
+    if "base_model" in config:
+        return ("    import sys\n\n    from zoo.training import fine_tune_command, run_fine_tune\n\n"
+                "    run_fine_tune(fine_tune_command(CONFIG) + sys.argv[1:])\n")
+    return "    from zoo.training import run_recipe\n\n    run_recipe(CONFIG)\n"
 
 
 def tune(config, tuner="random", max_trials=10, objective=None, directory=None, smoke=False,
@@ -205,11 +249,18 @@ def launch_distributed(argv, workers, port):
 
 
 def main(argv=None):
-    from zoo.training import load_recipe
-
     parser = argparse.ArgumentParser(prog="zoo tune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe")
+    parser.add_argument("recipe", nargs="?", help="a recipe (or give --from and --data)")
+    parser.add_argument("--from", dest="source",
+                        help="search fine-tuning settings of this pretrained model (or folder)")
+    parser.add_argument("--data", help="with --from: your data, as for `zoo train --from`")
+    parser.add_argument("--epochs", type=int,
+                        help="the recipe's epochs; with --from, the most epochs tried (default 3)")
+    parser.add_argument("--holdout", type=float, default=0.2,
+                        help="with --from: fraction of --data that scores each trial")
+    parser.add_argument("--extend-vocabulary", action="store_true",
+                        help="with --from: add --data's new words in every trial")
     parser.add_argument("--tuner", choices=sorted(TUNERS), default="random")
     parser.add_argument("--max-trials", type=int, default=10)
     parser.add_argument("--objective", help="e.g. val_accuracy (default: the task's own)")
@@ -225,6 +276,22 @@ def main(argv=None):
     if args.distributed and "KERASTUNER_TUNER_ID" not in os.environ:
         forwarded = [a for a in (argv or sys.argv[1:]) if a != "--distributed"]
         return launch_distributed(forwarded, args.workers, args.port)
-    tune(load_recipe(args.recipe), args.tuner, args.max_trials, args.objective, args.directory,
-         args.smoke, args.overwrite, args.seed)
+    tune(_search_config(parser, args), args.tuner, args.max_trials, args.objective,
+         args.directory, args.smoke, args.overwrite, args.seed)
     return 0
+
+
+def _search_config(parser, args):
+    from zoo.training import load_recipe
+
+    if args.source is None:
+        if args.recipe is None:
+            parser.error("give a RECIPE, or --from NAME --data FILE")
+        config = load_recipe(args.recipe)
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
+        return config
+    if args.recipe is not None or args.data is None or args.smoke:
+        parser.error("--from takes --data and no RECIPE or --smoke")
+    return fine_tune_search_config(args.source, args.data, args.epochs or 3, args.holdout,
+                                   args.extend_vocabulary)

@@ -5,12 +5,17 @@ step multiplies the input by the kernel, calls a dozen small ops and lets TF
 differentiate the `while_loop` (which stacks every intermediate). These kernels
 do what cuDNN does on a GPU:
 
-* the input projection `x @ W + b` of all steps is one big matmul, hoisted out
-  of the loop; only `h @ U` and the gate arithmetic stay inside;
+* the recurrent loops are XLA-compiled by default (`DEFAULT_JIT_COMPILE = True`:
+  each step's gate arithmetic becomes one fused kernel); `jit_compile=False`
+  gives plain TF-graph loops, which lost to XLA in every recurrent row of
+  benchmarks/results.json (see benchmarks/README.md);
+* for training (and inference batches of at most `HOIST_MAX_INFERENCE_BATCH`
+  sequences) the input projection `x @ W + b` of all steps is one big matmul,
+  hoisted out of the loop; other inference batches compute `x_t @ W + b` inside
+  the loop, next to `h @ U` (a heuristic, see `_hoist`);
 * the backward pass is written out (`tf.custom_gradient`): one loop that only
-  propagates `dh`/`dc` through `U^T`, then the weight gradients of all steps as
-  big matmuls (`X^T dZ`, `H^T dZ`);
-* the recurrent loops are XLA-compiled when the caller asks for it.
+  propagates `dh`/`dc` through `U^T`, then the weight and input gradients of all
+  steps as big matmuls (`X^T dZ`, `H^T dZ`, `dZ W^T`).
 
 What stays the same as the stock layers: the variables (`kernel`,
 `recurrent_kernel`, `bias`, same shapes, names and gate order), so a checkpoint
@@ -28,8 +33,9 @@ Two ways in, both opt-in (the zoo's builders keep the stock layers):
 >>> layer = FastLSTM(64, return_sequences=True)     # a drop-in for keras.layers.LSTM
 >>> fast = fast_cpu_model(model)     # a copy of a model, same weights  # doctest: +SKIP
 
-Which options won and by how much is measured by `python -m benchmarks.run`
-(see benchmarks/README.md).
+Which options won and by how much is measured by `make bench`
+(`python -m benchmarks.run`, then `python -m benchmarks.report`; see
+benchmarks/README.md).
 """
 
 import functools
@@ -39,11 +45,17 @@ import tensorflow as tf
 
 from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
 
-# XLA-compile the recurrent loops on CPU: it fuses each step's gate arithmetic into one
-# kernel, which won for training and batch-1 latency (benchmarks/README.md); the plain
-# TF-graph loops lost there. XLA compiles once per input shape, so callers feeding many
-# distinct shapes (unbucketed text) may pass jit_compile=False.
+# XLA-compile the recurrent loops on CPU (the default of FastLSTM/FastGRU, fast_cpu_model
+# and use_fast_kernels): it fuses each step's gate arithmetic into one kernel. In
+# benchmarks/results.json the XLA loops beat the plain TF-graph loops in every row (LSTM and
+# GRU, T=50 and 200, training, inference and batch-1 latency; benchmarks/README.md). XLA
+# compiles once per input shape, so callers feeding many distinct shapes (unbucketed text)
+# may pass jit_compile=False.
 DEFAULT_JIT_COMPILE = True
+# Inference batches up to this size (when known at trace time) hoist x @ W out of the loop;
+# larger ones project per step. Not yet isolated in benchmarks/results.json: the benchmark's
+# "zoo fast, x@W hoisted (XLA loops)" row (inference) measures the alternative side by side.
+HOIST_MAX_INFERENCE_BATCH = 2
 
 
 # --------------------------------------------------------------------------------------
@@ -149,8 +161,36 @@ def _last_step_gradient(d_hs, d_h_last, hs):
     return tf.concat([d_hs[:-1], d_hs[-1:] + d_h_last[None]], axis=0)
 
 
+def _project(inputs, kernel, bias):
+    """x_t @ W + b for all steps as one [T*B, F] x [F, nU] matmul."""
+    steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
+    projected = tf.nn.bias_add(_flat_matmul(inputs, kernel), bias)  # fuses into the matmul
+    return tf.reshape(projected, [steps, batch, tf.shape(kernel)[-1]])
+
+
+def _input_projection(inputs, kernel, bias, hoist):
+    """t -> x_t @ W + b, hoisted out of the loop (one big matmul) or computed per step.
+
+    Hoisting turns T small products into one big one; computing it per step
+    keeps the [B, nU] working set in cache instead of streaming a [T, B, nU]
+    tensor through memory. Which one `_hoist` picks is a heuristic; the
+    benchmark compares both for inference (benchmarks/README.md).
+    """
+    if hoist:
+        projected = _project(inputs, kernel, bias)
+        return lambda t: projected[t]  # x[t] of a time-major tensor: no copy
+    return lambda t: tf.nn.bias_add(tf.matmul(inputs[t], kernel), bias)
+
+
+def _projection_gradients(inputs, kernel, d_projected):
+    """(d_inputs, d_kernel, d_bias) of x_t @ W + b for all steps, as big matmuls."""
+    d_inputs = tf.reshape(_flat_matmul(d_projected, kernel, transpose_b=True), tf.shape(inputs))
+    d_bias = tf.reduce_sum(tf.reshape(d_projected, [-1, tf.shape(kernel)[-1]]), axis=0)
+    return d_inputs, _weight_gradient(inputs, d_projected), d_bias
+
+
 # --------------------------------------------------------------------------------------
-# LSTM: gates i, f, c~, o (Keras order). xw = x @ W + b for all steps, precomputed.
+# LSTM: gates i, f, c~, o (Keras order).
 # --------------------------------------------------------------------------------------
 
 
@@ -160,12 +200,13 @@ def _lstm_gates(z):
     return tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
 
 
-def _lstm_forward(xw, mask, h0, c0, recurrent_kernel, keep):
+def _lstm_forward(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, keep, hoist):
     """The recurrent loop: (h_last, c_last, {kept name: [T, B, n]}), see `LSTM_KEEP`."""
-    steps = tf.shape(xw)[0]
+    steps = tf.shape(inputs)[0]
+    step_input = _input_projection(inputs, kernel, bias, hoist)
 
     def body(t, h, c, arrays):
-        i, f, g, o = _lstm_gates(xw[t] + tf.matmul(h, recurrent_kernel))
+        i, f, g, o = _lstm_gates(step_input(t) + tf.matmul(h, recurrent_kernel))
         new_c = f * c + i * g
         new_h = o * tf.tanh(new_c)
         mask_t = None if mask is None else mask[t]
@@ -174,18 +215,18 @@ def _lstm_forward(xw, mask, h0, c0, recurrent_kernel, keep):
                                     "gates": lambda: tf.concat([i, f, g, o], axis=-1)})
         return h, c, arrays
 
-    h, c, arrays = _loop(body, (h0, c0, _kept_arrays(LSTM_KEEP[keep], steps, xw.dtype)), steps)
+    h, c, arrays = _loop(body, (h0, c0, _kept_arrays(LSTM_KEEP[keep], steps, h0.dtype)), steps)
     return h, c, _stack(arrays)
 
 
-def _lstm_backward(xw, mask, h0, c0, recurrent_kernel, hs, cs, gates, d_hs, d_c_last):
-    """Gradients (d_xw, d_h0, d_c0, d_recurrent_kernel) of the loop above.
+def _lstm_backward(mask, h0, c0, recurrent_kernel, hs, cs, gates, d_hs, d_c_last):
+    """Gradients (d_z of x_t @ W + b, d_h0, d_c0, d_recurrent_kernel) of the loop above.
 
     `d_hs` is the upstream gradient of every step's h. The step-local
     derivative factors are computed for all steps at once, so the loop only
     carries dh, dc through U^T; the weight gradient is one big matmul.
     """
-    steps = tf.shape(xw)[0]
+    steps = tf.shape(hs)[0]
     h_prev, c_prev = _previous(hs, h0), _previous(cs, c0)
     i, f, g, o = tf.split(gates, 4, axis=-1)
     tanh_c = tf.tanh(cs)
@@ -207,18 +248,18 @@ def _lstm_backward(xw, mask, h0, c0, recurrent_kernel, hs, cs, gates, d_hs, d_c_
         new_dc = _where(mask_t, step_dc * forget, dc)
         return new_dh, new_dc, dzs.write(t, dz)
 
-    dh0, dc0, dzs = _loop(body, (tf.zeros_like(h0), d_c_last, _array(steps, xw.dtype)), steps,
+    dh0, dc0, dzs = _loop(body, (tf.zeros_like(h0), d_c_last, _array(steps, hs.dtype)), steps,
                           reverse=True)
     dz = dzs.stack()
     return dz, dh0, dc0, _weight_gradient(h_prev, dz)
 
 
-def lstm_sequence(xw, mask, h0, c0, recurrent_kernel, return_sequences=True, training=False,
-                  jit_compile=False):
-    """LSTM over a time-major projected sequence, with a hand-written gradient.
+def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_sequences=True,
+                  training=False, jit_compile=False, hoist=None):
+    """LSTM over a time-major sequence, with a hand-written gradient.
 
     Args:
-        xw: [T, B, 4U] input projections `x_t @ kernel + bias` of all steps.
+        inputs: [T, B, F]; kernel: [F, 4U]; bias: [4U].
         mask: [T, B, 1] bool or None; a False step keeps the previous state.
         h0, c0: [B, U] initial states.
         recurrent_kernel: [U, 4U].
@@ -226,6 +267,8 @@ def lstm_sequence(xw, mask, h0, c0, recurrent_kernel, return_sequences=True, tra
         training: keep what the backward pass needs during the forward pass.
         jit_compile: XLA-compile the forward and the backward loop (separately,
             so that only dense tensors cross the XLA boundary).
+        hoist: compute `x @ kernel + bias` for all steps before the loop (True)
+            or inside it (False); None: `_hoist`'s rule.
 
     Returns:
         (hs, h_last, c_last): h of every step [T, B, U] (None unless
@@ -234,29 +277,44 @@ def lstm_sequence(xw, mask, h0, c0, recurrent_kernel, return_sequences=True, tra
     forward = _compiled(_lstm_forward, jit_compile)
     backward = _compiled(_lstm_backward, jit_compile)
     keep = "all" if training else "outputs" if return_sequences else "last"
+    hoist = _hoist(inputs, keep) if hoist is None else bool(hoist)
 
     @tf.custom_gradient
-    def run(xw, h0, c0, recurrent_kernel):
-        h_last, c_last, kept = forward(xw, mask, h0, c0, recurrent_kernel, keep)
+    def run(inputs, kernel, bias, h0, c0, recurrent_kernel):
+        loop_args = (inputs, kernel, bias, mask, h0, c0, recurrent_kernel)
+        h_last, c_last, kept = forward(*loop_args, keep, hoist)
 
         def grad(*upstream):
             d_hs, d_h_last, d_c_last = upstream if return_sequences else (None, *upstream)
             if keep != "all":
-                kept.update(forward(xw, mask, h0, c0, recurrent_kernel, "all")[2])
+                kept.update(forward(*loop_args, "all", True)[2])
             d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
             d_c_last = tf.zeros_like(c_last) if d_c_last is None else d_c_last
-            return backward(xw, mask, h0, c0, recurrent_kernel, kept["h"], kept["c"],
-                            kept["gates"], d_hs, d_c_last)
+            dz, dh0, dc0, d_recurrent = backward(mask, h0, c0, recurrent_kernel, kept["h"],
+                                                 kept["c"], kept["gates"], d_hs, d_c_last)
+            return (*_projection_gradients(inputs, kernel, dz), dh0, dc0, d_recurrent)
 
         outputs = (kept["h"], h_last, c_last) if return_sequences else (h_last, c_last)
         return outputs, grad
 
-    outputs = run(xw, h0, c0, recurrent_kernel)
+    outputs = run(inputs, kernel, bias, h0, c0, recurrent_kernel)
     return tuple(outputs) if return_sequences else (None, *outputs)
 
 
+def _hoist(inputs, keep):
+    """Hoist x @ W out of the loop for training and for batches known to be tiny.
+
+    Hoisting is what cuDNN does; a batch of one gets one [T, F] x [F, nU]
+    product instead of T vector-matrix products. Other inference batches (and
+    a batch size unknown at trace time) compute x_t @ W per step, a heuristic
+    not yet isolated in benchmarks/results.json (see HOIST_MAX_INFERENCE_BATCH).
+    """
+    batch = inputs.shape[1]
+    return keep == "all" or (batch is not None and batch <= HOIST_MAX_INFERENCE_BATCH)
+
+
 # --------------------------------------------------------------------------------------
-# GRU (reset_after=True, Keras order z, r, h~): xw = x @ W + b_input for all steps.
+# GRU (reset_after=True, Keras order z, r, h~).
 # --------------------------------------------------------------------------------------
 
 
@@ -271,30 +329,32 @@ def _gru_gates(xw, hr):
     return z, r, tf.tanh(x_h + r * hr_h), hr_h
 
 
-def _gru_forward(xw, mask, h0, recurrent_kernel, recurrent_bias, keep):
+def _gru_forward(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurrent_bias, keep,
+                 hoist):
     """The recurrent loop: (h_last, {kept name: [T, B, n]}); gates are [z, r, h~, hr_h]."""
-    steps = tf.shape(xw)[0]
+    steps = tf.shape(inputs)[0]
+    step_input = _input_projection(inputs, kernel, input_bias, hoist)
 
     def body(t, h, arrays):
-        gates = _gru_gates(xw[t], tf.matmul(h, recurrent_kernel) + recurrent_bias)
+        gates = _gru_gates(step_input(t), tf.matmul(h, recurrent_kernel) + recurrent_bias)
         z, _, hh, _ = gates
         new_h = z * h + (1 - z) * hh
         h = _where(None if mask is None else mask[t], new_h, h)
         arrays = _write(arrays, t, {"h": lambda: h, "gates": lambda: tf.concat(gates, axis=-1)})
         return h, arrays
 
-    h, arrays = _loop(body, (h0, _kept_arrays(GRU_KEEP[keep], steps, xw.dtype)), steps)
+    h, arrays = _loop(body, (h0, _kept_arrays(GRU_KEEP[keep], steps, h0.dtype)), steps)
     return h, _stack(arrays)
 
 
-def _gru_backward(xw, mask, h0, recurrent_kernel, hs, gates, d_hs):
-    """Gradients (d_xw, d_h0, d_recurrent_kernel, d_recurrent_bias) of the loop above.
+def _gru_backward(mask, h0, recurrent_kernel, hs, gates, d_hs):
+    """Gradients (d of x_t @ W + b, d_h0, d_recurrent_kernel, d_recurrent_bias) of the loop.
 
     Every pre-activation gradient of a step is dh_t times a factor known from
     the forward values, so the loop only carries dh; the factors and the
     weight gradients are computed for all steps at once.
     """
-    steps = tf.shape(xw)[0]
+    steps = tf.shape(hs)[0]
     h_prev = _previous(hs, h0)
     z, r, hh, hr_h = tf.split(gates, 4, axis=-1)
     d_zpre = (h_prev - hh) * z * (1 - z)
@@ -310,24 +370,25 @@ def _gru_backward(xw, mask, h0, recurrent_kernel, hs, gates, d_hs):
         through = step_dh * z[t] + tf.matmul(d_rec, recurrent_kernel, transpose_b=True)
         return _where(mask_t, through, dh), dhs.write(t, step_dh)
 
-    dh0, dhs = _loop(body, (tf.zeros_like(h0), _array(steps, xw.dtype)), steps, reverse=True)
+    dh0, dhs = _loop(body, (tf.zeros_like(h0), _array(steps, hs.dtype)), steps, reverse=True)
     dh_tiled = tf.tile(dhs.stack(), [1, 1, 3])
     d_recurrent = dh_tiled * recurrent_factors
     d_xw = dh_tiled * tf.concat([d_zpre, d_rpre, d_hpre], axis=-1)
-    d_recurrent_bias = tf.reduce_sum(tf.reshape(d_recurrent, [-1, tf.shape(xw)[-1]]), axis=0)
+    d_recurrent_bias = tf.reduce_sum(
+        tf.reshape(d_recurrent, [-1, tf.shape(recurrent_kernel)[-1]]), axis=0)
     return d_xw, dh0, _weight_gradient(h_prev, d_recurrent), d_recurrent_bias
 
 
-def gru_sequence(xw, mask, h0, recurrent_kernel, recurrent_bias, return_sequences=True,
-                 training=False, jit_compile=False):
-    """GRU (reset_after) over a time-major projected sequence, hand-written gradient.
+def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurrent_bias,
+                 return_sequences=True, training=False, jit_compile=False, hoist=None):
+    """GRU (reset_after) over a time-major sequence, with a hand-written gradient.
 
     Args:
-        xw: [T, B, 3U] input projections `x_t @ kernel + input_bias` of all steps.
+        inputs: [T, B, F]; kernel: [F, 3U]; input_bias: [3U].
         mask: [T, B, 1] bool or None; a False step keeps the previous state.
         h0: [B, U] initial state.
         recurrent_kernel: [U, 3U]; recurrent_bias: [3U].
-        return_sequences, training, jit_compile: as for `lstm_sequence`.
+        return_sequences, training, jit_compile, hoist: as for `lstm_sequence`.
 
     Returns:
         (hs, h_last): h of every step [T, B, U] (None unless `return_sequences`)
@@ -336,21 +397,26 @@ def gru_sequence(xw, mask, h0, recurrent_kernel, recurrent_bias, return_sequence
     forward = _compiled(_gru_forward, jit_compile)
     backward = _compiled(_gru_backward, jit_compile)
     keep = "all" if training else "outputs" if return_sequences else "last"
+    hoist = _hoist(inputs, keep) if hoist is None else bool(hoist)
 
     @tf.custom_gradient
-    def run(xw, h0, recurrent_kernel, recurrent_bias):
-        h_last, kept = forward(xw, mask, h0, recurrent_kernel, recurrent_bias, keep)
+    def run(inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias):
+        loop_args = (inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurrent_bias)
+        h_last, kept = forward(*loop_args, keep, hoist)
 
         def grad(*upstream):
             d_hs, d_h_last = upstream if return_sequences else (None, *upstream)
             if keep != "all":
-                kept.update(forward(xw, mask, h0, recurrent_kernel, recurrent_bias, "all")[1])
+                kept.update(forward(*loop_args, "all", True)[1])
             d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
-            return backward(xw, mask, h0, recurrent_kernel, kept["h"], kept["gates"], d_hs)
+            d_xw, dh0, d_recurrent, d_recurrent_bias = backward(
+                mask, h0, recurrent_kernel, kept["h"], kept["gates"], d_hs)
+            d_inputs, d_kernel, d_input_bias = _projection_gradients(inputs, kernel, d_xw)
+            return d_inputs, d_kernel, d_input_bias, dh0, d_recurrent, d_recurrent_bias
 
         return ((kept["h"], h_last) if return_sequences else h_last), grad
 
-    outputs = run(xw, h0, recurrent_kernel, recurrent_bias)
+    outputs = run(inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias)
     return tuple(outputs) if return_sequences else (None, outputs)
 
 
@@ -368,13 +434,6 @@ def _time_major_inputs(sequences, mask, go_backwards):
         inputs = tf.reverse(inputs, [0])
         mask = None if mask is None else tf.reverse(mask, [0])
     return inputs, mask
-
-
-def _project(inputs, kernel, bias):
-    """x_t @ W + b for all steps as one [T*B, F] x [F, nU] matmul."""
-    steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
-    projected = tf.nn.bias_add(_flat_matmul(inputs, kernel), bias)  # fuses into the matmul
-    return tf.reshape(projected, [steps, batch, tf.shape(kernel)[-1]])
 
 
 def _masked_outputs(hs, mask, zero_output_for_mask):
@@ -410,25 +469,27 @@ def _keras_result(layer, mask, hs, h_last, states):
     return outputs[-1], tf.transpose(outputs, [1, 0, 2]), states
 
 
-def _run_lstm(layer, sequences, initial_state, mask, training, jit_compile):
+def _run_lstm(layer, sequences, initial_state, mask, training, jit_compile, hoist=None):
     cell = layer.cell
     inputs, mask = _time_major_inputs(sequences, mask, layer.go_backwards)
-    xw = _project(inputs, cell.kernel, cell.bias)
     h0, c0 = initial_state
     hs, h_last, c_last = lstm_sequence(
-        xw, mask, h0, c0, tf.convert_to_tensor(cell.recurrent_kernel),
-        return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile)
+        inputs, tf.convert_to_tensor(cell.kernel), tf.convert_to_tensor(cell.bias), mask, h0, c0,
+        tf.convert_to_tensor(cell.recurrent_kernel),
+        return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile,
+        hoist=hoist)
     return _keras_result(layer, mask, hs, h_last, [h_last, c_last])
 
 
-def _run_gru(layer, sequences, initial_state, mask, training, jit_compile):
+def _run_gru(layer, sequences, initial_state, mask, training, jit_compile, hoist=None):
     cell = layer.cell
     inputs, mask = _time_major_inputs(sequences, mask, layer.go_backwards)
     input_bias, recurrent_bias = tf.unstack(tf.convert_to_tensor(cell.bias))
-    xw = _project(inputs, cell.kernel, input_bias)
     hs, h_last = gru_sequence(
-        xw, mask, initial_state[0], tf.convert_to_tensor(cell.recurrent_kernel), recurrent_bias,
-        return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile)
+        inputs, tf.convert_to_tensor(cell.kernel), input_bias, mask, initial_state[0],
+        tf.convert_to_tensor(cell.recurrent_kernel), recurrent_bias,
+        return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile,
+        hoist=hoist)
     return _keras_result(layer, mask, hs, h_last, [h_last])
 
 
@@ -451,14 +512,14 @@ def fast_kernel_unsupported(layer, training=False):
     return reasons
 
 
-def _run_fast(layer, sequences, initial_state, mask, training, jit_compile):
-    """The fast kernel for a stock-configured LSTM/GRU layer."""
+def _run_fast(layer, sequences, initial_state, mask, training, jit_compile, hoist=None):
+    """The fast kernel for a stock-configured LSTM/GRU layer (`hoist`: see `lstm_sequence`)."""
     run = _run_lstm if isinstance(layer, keras.layers.LSTM) else _run_gru
     if isinstance(mask, (list, tuple)):
         mask = mask[0]
     if not isinstance(initial_state, (list, tuple)):
         initial_state = [initial_state]
-    return run(layer, sequences, list(initial_state), mask, training, jit_compile)
+    return run(layer, sequences, list(initial_state), mask, training, jit_compile, hoist)
 
 
 def fast_inner_loop(layer, sequences, initial_state, mask, training=False, jit_compile=None):

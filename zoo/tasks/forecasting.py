@@ -407,22 +407,21 @@ def train(config, run_dir, smoke=False):
     features, target, names, bounds, dates = prepared_series(series)
     scaling = fit_scaling(features, target, bounds["train"][1])
     origins = {s: window_origins(target, features, bounds[s], window, horizon) for s in SPLITS}
-    if smoke:
-        origins = {s: o[-config.get("smoke_windows", 300):] for s, o in origins.items()}
+    if config.get("max_windows"):  # the most recent windows of each split only
+        origins = {s: o[-config["max_windows"]:] for s, o in origins.items()}
     data = {s: windows_at(features, target, o, window, horizon) for s, o in origins.items()}
 
-    model_kwargs = dict(config.get("model", {}), **(config.get("smoke_model", {}) if smoke else {}))
     model = registry.get_architecture(config["architecture"]).build(
         num_features=len(names), window=window, horizon=horizon, series=series,
         feature_names=names, target_index=0, **scaling,
-        **model_kwargs)
+        **config.get("model", {}))
     model.compile(optimizer=keras.optimizers.Adam(config.get("learning_rate", 1e-3),
                                                   global_clipnorm=config.get("clipnorm", 1.0)),
                   loss=config.get("loss", "mae"), metrics=["mae", "root_mean_squared_error"])
     batch_size, seed = config.get("batch_size", 64), config.get("seed", 0)
     fit(model, _window_dataset(*data["train"], batch_size, True, seed),
         _window_dataset(*data["validation"], 512, False, seed),
-        epochs=1 if smoke else config.get("epochs", 30), run_dir=run_dir,
+        epochs=config.get("epochs", 30), run_dir=run_dir,
         monitor="val_loss", mode="min", patience=config.get("patience", 5))
 
     test_inputs, test_truth = data["test"]

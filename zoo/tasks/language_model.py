@@ -405,7 +405,7 @@ def evaluate(model, split="test", batch_size=1, max_tokens=None):
 # --------------------------------------------------------------------------------------
 
 
-def fit_language_model(config, run_dir, smoke=False, epochs=None):
+def fit_language_model(config, run_dir, epochs=None):
     """Build the recipe's stateful LM and fit it by truncated BPTT on PTB.
 
     Returns `(stateless model, Keras history, train ids, validation ids)`.
@@ -421,13 +421,12 @@ def fit_language_model(config, run_dir, smoke=False, epochs=None):
     from zoo.training import fit
 
     train_tokens = ptb_tokens("train")
-    model_kwargs = dict(config.get("model", {}), **(config.get("smoke_model", {}) if smoke else {}))
     batch_size, window = config.get("batch_size", 20), config.get("window", 35)
     model = registry.get_architecture(config["architecture"]).build(
-        vocabulary=build_vocabulary(train_tokens), stateful_batch_size=batch_size, **model_kwargs)
-    smoke_limit = config.get("smoke_tokens", 20_000) if smoke else None
-    train_ids = corpus_ids(model, train_tokens)[: smoke_limit or config.get("train_tokens")]
-    valid_ids = corpus_ids(model, ptb_tokens("validation"))[:smoke_limit]
+        vocabulary=build_vocabulary(train_tokens), stateful_batch_size=batch_size,
+        **config.get("model", {}))
+    train_ids = corpus_ids(model, train_tokens)[: config.get("train_tokens")]
+    valid_ids = corpus_ids(model, ptb_tokens("validation"))[: config.get("validation_tokens")]
 
     loss_scale = config.get("loss_scale") or (window if config.get("sum_loss_over_window") else 1)
     model.compile(optimizer=make_optimizer(config),
@@ -438,7 +437,7 @@ def fit_language_model(config, run_dir, smoke=False, epochs=None):
                                 config.get("decay_after", 10**6))
     history = fit(model, bptt_dataset(train_ids, batch_size, window),
                   bptt_dataset(valid_ids, batch_size, window),
-                  epochs=epochs or (1 if smoke else config.get("epochs", 13)), run_dir=run_dir,
+                  epochs=epochs or config.get("epochs", 13), run_dir=run_dir,
                   monitor="val_perplexity", mode="min", patience=config.get("patience"),
                   callbacks=[ResetStatesEachEpoch(),
                              keras.callbacks.LearningRateScheduler(schedule)])
@@ -449,8 +448,8 @@ def train(config, run_dir, smoke=False):
     """Truncated-BPTT training of the recipe's LM; evaluates on the PTB test split."""
     from zoo.training import TrainResult
 
-    model, history, train_ids, valid_ids = fit_language_model(config, run_dir, smoke)
-    eval_tokens = config.get("smoke_eval_tokens", 2_000) if smoke else None
+    model, history, train_ids, valid_ids = fit_language_model(config, run_dir)
+    eval_tokens = config.get("eval_tokens")  # None: the whole split
     metrics = {**evaluate(model, "test", max_tokens=eval_tokens),
                **evaluate(model, "validation", max_tokens=eval_tokens)}
     return TrainResult(

@@ -581,11 +581,9 @@ def _training_data(config, smoke):
     return train_set, val_set, test_set or val_set, description
 
 
-def build_for_data(config, train_set, smoke=False):
+def build_for_data(config, train_set):
     """An `RNNTagger` for a recipe CONFIG with vocabularies from the training sentences."""
     model_kwargs = dict(config.get("model", {}))
-    if smoke:
-        model_kwargs.update(config.get("smoke_model", {}))
     data_scheme = (config.get("tag_scheme", "BIO") if config.get("data_files")
                    else DATASETS[config["dataset"]].scheme)
     model_kwargs["tag_scheme"] = "BIO" if data_scheme else None  # IOB1 is loaded as BIO
@@ -615,7 +613,7 @@ def train(config, run_dir, smoke=False):
     from zoo.training import TrainResult, best_epoch_metrics, fit
 
     train_set, val_set, test_set, description = _training_data(config, smoke)
-    model = build_for_data(config, train_set, smoke)
+    model = build_for_data(config, train_set)
     batch_size = config.get("batch_size", 32)
     model.compile(optimizer=keras.optimizers.Adam(
         learning_rate_schedule(config, steps_per_epoch=-(-len(train_set) // batch_size)),
@@ -623,8 +621,7 @@ def train(config, run_dir, smoke=False):
     seed = config.get("seed", 0)
     history = fit(
         model, tag_batches(train_set, model, batch_size, shuffle=True, seed=seed),
-        tag_batches(val_set, model, 256), epochs=config.get("smoke_epochs", 3) if smoke
-        else config.get("epochs", 30), run_dir=run_dir, monitor="val_score", mode="max",
+        tag_batches(val_set, model, 256), epochs=config.get("epochs", 30), run_dir=run_dir, monitor="val_score", mode="max",
         patience=config.get("patience", 5), callbacks=[ValidationScores(val_set)])
     validation = best_epoch_metrics(history, "val_score", "max")
     return TrainResult(
@@ -693,12 +690,6 @@ class TaggerHyperModel(keras_tuner.HyperModel):
 # --------------------------------------------------------------------------------------
 
 
-def _holdout_split(sentences, fraction, seed):
-    order = np.random.default_rng(seed).permutation(len(sentences))
-    cut = len(sentences) - max(1, round(len(sentences) * fraction))
-    return [sentences[i] for i in order[:cut]], [sentences[i] for i in order[cut:]]
-
-
 def extend_vocabulary(model, sentences, min_count=2):
     """A copy of `model` that also knows the new words of `sentences` (seen >= min_count).
 
@@ -729,14 +720,14 @@ def fine_tune(model, data_path, run_dir, epochs=3, learning_rate=1e-4, holdout=0
     taggers). A `holdout` fraction of the sentences is scored before and after.
     `zoo train --from ner-bilstm-crf-conll03 --data my_ner.conll` runs this.
     """
-    from zoo.training import fit
+    from zoo.training import fit, holdout_split
 
     sentences = read_conll(data_path, scheme="IOB1" if model.tag_scheme else None)
     unknown = sorted({t for s in sentences for t in s["tags"]} - set(model.tag_names))
     if unknown:
         raise ValueError(f"{data_path}: tags {unknown[:10]} are not tags of this model; "
                          f"it knows {model.tag_names[1:]}")
-    train_set, held_out = _holdout_split(sentences, holdout, seed)
+    train_set, held_out = holdout_split(sentences, holdout, seed)
     key = "f1" if model.tag_scheme else "token_accuracy"
     before = score(model, held_out)[key]
     if extend:
