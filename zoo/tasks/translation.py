@@ -26,7 +26,7 @@ token is replaced by the source token it attends to most (Luong et al. 2015,
 >>> import zoo
 >>> mt = zoo.load("translate-gru-attention-multi30k-en-de")
 >>> mt.translate(["A dog runs on the beach."], beam_size=5)
-['Ein Hund läuft am Strand.']
+['Ein Hund rennt am Strand.']
 """
 
 import time
