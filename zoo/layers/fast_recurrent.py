@@ -276,8 +276,7 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
     """
     forward = _compiled(_lstm_forward, jit_compile)
     backward = _compiled(_lstm_backward, jit_compile)
-    keep = "all" if training else "outputs" if return_sequences else "last"
-    hoist = _hoist(inputs, keep) if hoist is None else bool(hoist)
+    keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
 
     @tf.custom_gradient
     def run(inputs, kernel, bias, h0, c0, recurrent_kernel):
@@ -299,6 +298,12 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
 
     outputs = run(inputs, kernel, bias, h0, c0, recurrent_kernel)
     return tuple(outputs) if return_sequences else (None, *outputs)
+
+
+def _loop_plan(inputs, training, return_sequences, hoist):
+    """(what the loop keeps, whether x @ W is hoisted), shared by the LSTM and GRU kernels."""
+    keep = "all" if training else "outputs" if return_sequences else "last"
+    return keep, _hoist(inputs, keep) if hoist is None else bool(hoist)
 
 
 def _hoist(inputs, keep):
@@ -396,8 +401,7 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
     """
     forward = _compiled(_gru_forward, jit_compile)
     backward = _compiled(_gru_backward, jit_compile)
-    keep = "all" if training else "outputs" if return_sequences else "last"
-    hoist = _hoist(inputs, keep) if hoist is None else bool(hoist)
+    keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
 
     @tf.custom_gradient
     def run(inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias):
