@@ -16,6 +16,14 @@ from zoo import registry
 from zoo.layers import fast_recurrent, iter_recurrent_layers
 
 
+# Translation is also timed one sentence per call (interactive use), on this many sentences.
+ONE_BY_ONE_ITEMS = 32
+
+# The workload each translation workload's cost is read against: beam 5 against greedy
+# search at the same batching ("beam-5 costs 5x greedy per sentence").
+COST_BASE = {"beam-5": "greedy", "beam-5, batch 1": "greedy, batch 1"}
+
+
 def _repeat(items, count):
     return list(itertools.islice(itertools.cycle(items), count))
 
@@ -43,8 +51,13 @@ def workloads(spec, model, count):
     if spec.task == "language_model":
         return {"score": (lambda m: m.score(texts), count)}
     if spec.task == "translation":
+        one_by_one = texts[:ONE_BY_ONE_ITEMS]
         return {"greedy": (lambda m: m.translate(texts, beam_size=1), count),
-                "beam-5": (lambda m: m.translate(texts, beam_size=5), count)}
+                "beam-5": (lambda m: m.translate(texts, beam_size=5), count),
+                "greedy, batch 1": (lambda m: m.translate(one_by_one, beam_size=1, batch_size=1),
+                                    len(one_by_one)),
+                "beam-5, batch 1": (lambda m: m.translate(one_by_one, beam_size=5, batch_size=1),
+                                    len(one_by_one))}
     if spec.task == "captioning" or hasattr(model, "caption"):
         return {"caption": (lambda m: m.caption(texts), count)}
     if spec.task == "forecasting":

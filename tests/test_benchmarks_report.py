@@ -33,7 +33,9 @@ def _results():
         {"model": "mt", "task": "translation", "workload": workload, "variant": variant,
          "seconds": s, "items_per_s": 8 / s}
         for workload, variant, s in [("greedy", "stock", 1.0), ("greedy", "zoo fast", 0.5),
-                                     ("beam-5", "stock", 2.0), ("beam-5", "zoo fast", 1.5)]]
+                                     ("beam-5", "stock", 2.0), ("beam-5", "zoo fast", 1.5),
+                                     ("greedy, batch 1", "stock", 4.0),
+                                     ("beam-5, batch 1", "stock", 6.0)]]
     broken = {"model": "broken", "task": "tagging", "error": "ValueError: boom"}
     return {
         "machine": {"date": "2026-01-01 00:00:00 UTC", "cpu": "Test CPU", "cpus": 2,
@@ -43,8 +45,11 @@ def _results():
         "args": {"quick": "False", "sections": "peak,recurrent,models,threads",
                  "repetitions": "7", "min_seconds": "0.3", "intra_op_threads": "0",
                  "inter_op_threads": "0", "output": "/tmp/x.json"},
-        "peak": {"peak_gflops": PEAK, "matmuls": [
-            {"library": "tf", "shape": "square 2048", "seconds": 1.0, "gflops": PEAK}]},
+        "peak": {"peak_gflops": PEAK, "peak_gflops_start": PEAK / 2, "peak_gflops_end": PEAK,
+                 "matmuls": [{"library": "tf", "shape": "square 2048", "seconds": 2.0,
+                              "gflops": PEAK / 2}],
+                 "matmuls_end": [{"library": "tf", "shape": "square 2048", "seconds": 1.0,
+                                  "gflops": PEAK}]},
         "recurrent": {"sizes": {"batch": BATCH}, "rows": rows},
         "models": {"items_per_call": 8, "rows": translation + [broken]},
         "threads": {"default": [
@@ -82,9 +87,17 @@ def test_targets_met_and_not_met():
     assert "0.80x **not met**" in next(line for line in lines if line.startswith("| inference"))
     assert "2.00x met" in next(line for line in lines if line.startswith("| batch-1 latency"))
     assert "30.0% **not met**" in next(line for line in lines if "% of the measured" in line)
-    assert "`mt` (stock): 2.00x, met" in table
-    assert "`mt` (zoo fast): 3.00x, **not met**" in table
-    assert "3 of 6 target checks met" in table
+    assert "`mt` (stock, `translate`'s batches): 2.00x, met" in table
+    assert "`mt` (zoo fast, `translate`'s batches): 3.00x, **not met**" in table
+    assert "`mt` (stock, one sentence per call): 1.50x, met" in table
+    assert "4 of 7 target checks met" in table
+
+
+def test_peak_is_the_best_of_the_start_and_the_end_of_the_run():
+    text = report.peak_table(_results())
+    assert "| tf | square 2048 | 50.0 |" in text
+    assert "| tf | square 2048 (end of run) | 100.0 |" in text
+    assert "**100.0 GFLOP/s**, the best of the start of the run (50.0) and its end (100.0)" in text
 
 
 def test_missing_sections_are_reported_not_invented():
