@@ -112,8 +112,8 @@ def test_unknown_word_is_copied_from_the_source():
     """An OOV prediction becomes the most attended source token (names, numbers)."""
     model = tiny_model()
     tokens = tf.constant([[translation.OOV_ID, END_ID]])
-    attention = tf.constant([[[0.1, 0.9], [1.0, 0.0]]])
-    words = model._replace_unknown(tokens, attention, tf.constant([["▁A", "▁Zyzzyva"]]))
+    alignment = tf.constant([[1, 0]])  # the OOV token attended most to source position 1
+    words = model._replace_unknown(tokens, alignment, tf.constant([["▁A", "▁Zyzzyva"]]))
     assert words.numpy().tolist() == [[b"\xe2\x96\x81Zyzzyva", b""]]
 
 

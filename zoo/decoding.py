@@ -385,16 +385,21 @@ def beam_search(
     def update(outputs, loop):
         log_probs, new_state, extras = outputs
         step = loop["step"]
-        vocab_size = tf.shape(log_probs)[-1]
-        # [B, K, V]: log-probability of every one-token extension.
-        extended = tf.expand_dims(loop["alive_log_probs"], 2) + tf.reshape(
-            log_probs, [batch_size, k, vocab_size]
+        alive_log_probs = loop["alive_log_probs"]
+        ending = alive_log_probs + tf.reshape(log_probs[:, end_id], [batch_size, k])  # [B, K]
+        # The K best continuing extensions of a sentence are among the K best of each
+        # beam, and those are among the K + 1 best tokens of the beam's row once the end
+        # token is dropped. So one top_k pass over the [N, V] rows, then a top_k over
+        # the [B, K * (K + 1)] candidates, instead of scoring all K * V extensions.
+        per_row = k + 1 if log_probs.shape[-1] is None else min(k + 1, log_probs.shape[-1])
+        row_log_probs, row_tokens = tf.math.top_k(log_probs, k=per_row)  # [N, K + 1]
+        row_log_probs = tf.where(tf.equal(row_tokens, end_id), _DEAD, row_log_probs)
+        candidates = tf.expand_dims(alive_log_probs, 2) + tf.reshape(
+            row_log_probs, [batch_size, k, per_row]
         )
-        ending = tf.gather(extended, end_id, axis=2)  # [B, K]
-        is_end = tf.equal(tf.range(vocab_size), end_id)
-        continuing = tf.reshape(tf.where(is_end, _DEAD, extended), [batch_size, -1])
-        top_log_probs, top_ids = tf.math.top_k(continuing, k=k)  # [B, K]
-        parents, tokens = top_ids // vocab_size, top_ids % vocab_size
+        top_log_probs, top_ids = tf.math.top_k(tf.reshape(candidates, [batch_size, -1]), k=k)
+        parents = top_ids // per_row
+        tokens = tf.gather(tf.reshape(row_tokens, [batch_size, -1]), top_ids, batch_dims=1)
         # Beams with nothing left to extend (more beams than hypotheses) are fed
         # padding, so `step_fn` never sees the end token.
         tokens = tf.where(_is_alive(top_log_probs), tokens, pad_id)

@@ -179,8 +179,15 @@ class Seq2Seq(keras.Model):
                        for depth in range(self.decoder_layers))
         return x, mask, states
 
-    def _step_function(self, encoded, mask, keys):
-        """A `zoo.decoding` step_fn: (ids [N], states) -> (log-probs, states, attention)."""
+    def _step_function(self, encoded, mask, keys, attention_weights=True):
+        """A `zoo.decoding` step_fn: (ids [N], states) -> (log-probs, states, extras).
+
+        The extras record, for every generated token, the attention weights over
+        the source (`{"attention": [N, S]}`, for plots) or only the most attended
+        source position (`{"alignment": [N]}`, all that unknown-word replacement
+        needs): beam search reorders its record at every step, and the weights
+        cost it about 9% of its time at 64 sentences per call.
+        """
         embeddings = self.get_layer("target_embedding").embeddings
         cells = [self.get_layer(f"decoder_gru_{d}").cell for d in range(self.decoder_layers)]
         attention = self.get_layer("attention")
@@ -197,16 +204,19 @@ class Seq2Seq(keras.Model):
                 new_states.append(y)
             context, weights = attention(y, encoded, mask=mask, keys=keys)
             logits = logits_layer(attentional(tf.concat([y, context], axis=-1))) + never
-            return tf.nn.log_softmax(logits), tuple(new_states), {"attention": weights}
+            extras = ({"attention": weights} if attention_weights else
+                      {"alignment": tf.argmax(weights, axis=-1, output_type=tf.int32)})
+            return tf.nn.log_softmax(logits), tuple(new_states), extras
 
         return step_fn
 
-    def decode_graph(self, texts, beam_size=5, max_length=None):
+    def decode_graph(self, texts, beam_size=5, max_length=None, attention=True):
         """Translate a string tensor [B] in TF ops (traceable, exportable).
 
         Returns a dict: `translations` [B] strings, `source_tokens` [B, S],
         `target_tokens` [B, L] (after OOV replacement, "" after the end),
-        `attention` [B, L, S] of the best hypothesis, `scores` [B].
+        `scores` [B] and, with `attention`, `attention` [B, L, S] of the best
+        hypothesis (without it decoding records only the alignment; faster).
         """
         from zoo.decoding import beam_search, greedy_search, tile_beams
 
@@ -217,32 +227,39 @@ class Seq2Seq(keras.Model):
         keys = self.get_layer("attention").precompute_keys(encoded)
         start_ids = tf.fill([tf.shape(source_ids)[0]], START_ID)
         if beam_size == 1:
-            result = greedy_search(self._step_function(encoded, mask, keys), states, start_ids,
-                                   END_ID, max_length, pad_id=PAD_ID)
-            tokens, attention = result["tokens"], result["extras"]["attention"]
-            scores = result["scores"]
+            step_fn = self._step_function(encoded, mask, keys, attention)
+            result = greedy_search(step_fn, states, start_ids, END_ID, max_length, pad_id=PAD_ID)
+            best = lambda x: x
         else:
-            step_fn = self._step_function(*tile_beams((encoded, mask, keys), beam_size))
+            step_fn = self._step_function(*tile_beams((encoded, mask, keys), beam_size),
+                                          attention)
             result = beam_search(step_fn, states, start_ids, END_ID, beam_size, max_length,
                                  length_penalty=self.length_penalty, pad_id=PAD_ID)
-            tokens, attention = result["tokens"][:, 0], result["extras"]["attention"][:, 0]
-            scores = result["scores"][:, 0]
-        words = self._replace_unknown(tokens, attention, source_tokens)
-        return {"translations": join_tokens(words), "source_tokens": source_tokens,
-                "target_tokens": words, "attention": attention, "scores": scores}
+            best = lambda x: x[:, 0]
+        tokens, extras = best(result["tokens"]), tf.nest.map_structure(best, result["extras"])
+        alignment = (tf.argmax(extras["attention"], axis=-1, output_type=tf.int32)
+                     if attention else extras["alignment"])
+        words = self._replace_unknown(tokens, alignment, source_tokens)
+        outputs = {"translations": join_tokens(words), "source_tokens": source_tokens,
+                   "target_tokens": words, "scores": best(result["scores"])}
+        if attention:
+            outputs["attention"] = extras["attention"]
+        return outputs
 
-    def _replace_unknown(self, tokens, attention, source_tokens):
-        """Target ids [B, L] -> tokens, an OOV id becoming its most attended source token."""
+    def _replace_unknown(self, tokens, alignment, source_tokens):
+        """Target ids [B, L] -> tokens, an OOV id becoming its aligned source token.
+
+        `alignment` [B, L]: the most attended source position of each target token.
+        """
         words = self.target_tokenizer.ids_to_tokens(tokens)
-        aligned = tf.gather(source_tokens, tf.argmax(attention, axis=-1, output_type=tf.int32),
-                            batch_dims=1)
+        aligned = tf.gather(source_tokens, alignment, batch_dims=1)
         return tf.where(tf.equal(tokens, OOV_ID), aligned, words)
 
-    def _translate_function(self, beam_size, max_length):
-        key = (beam_size, max_length)
+    def _translate_function(self, beam_size, max_length, attention):
+        key = (beam_size, max_length, attention)
         if key not in self._translate_functions:
             self._translate_functions[key] = tf.function(
-                lambda texts: self.decode_graph(texts, beam_size, max_length),
+                lambda texts: self.decode_graph(texts, beam_size, max_length, attention),
                 input_signature=[tf.TensorSpec([None], tf.string)],
                 # No Python control flow to convert; and autograph would re-read the
                 # source file, which breaks a long run whose source was edited meanwhile.
@@ -257,7 +274,8 @@ class Seq2Seq(keras.Model):
         """
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
-        function = self._translate_function(int(beam_size), max_length or self.max_output_length)
+        function = self._translate_function(int(beam_size), max_length or self.max_output_length,
+                                            attention=bool(details))
         outputs = []
         for start in range(0, len(texts), batch_size):
             result = function(tf.constant(texts[start : start + batch_size], tf.string))
@@ -271,7 +289,7 @@ class Seq2Seq(keras.Model):
         Beam search with a fixed `max_output_length` runs inside the graph.
         """
         def serve(texts):
-            result = self.decode_graph(texts, beam_size, self.max_output_length)
+            result = self.decode_graph(texts, beam_size, self.max_output_length, attention=False)
             return {"translations": result["translations"]}
 
         return serve, [tf.TensorSpec([None], tf.string, name="texts")]
