@@ -96,6 +96,13 @@ def test_beam_hypotheses_sorted_by_penalized_score(trained):
     np.testing.assert_allclose(scores, result["log_probs"].numpy() / penalty, rtol=1e-5)
 
 
+def test_length_sorted_batches_come_back_in_input_order(trained):
+    texts = sorted(SOURCES, key=lambda t: len(t.split()), reverse=True)  # longest first
+    assert len(texts[0].split()) > len(texts[-1].split())
+    one_by_one = [trained.translate(text, beam_size=1) for text in texts]
+    assert trained.translate(texts, beam_size=1, batch_size=2) == one_by_one
+
+
 def test_model_learns_and_translates(trained):
     assert trained.translate(SOURCES[:3], beam_size=3) == TARGETS[:3]
 
