@@ -230,12 +230,11 @@ def _flickr8k_test_folder(folder, count, style="a photo of {}"):
     return folder
 
 
-def test_fine_tuning_the_shipped_captioner_on_a_folder_raises_held_out_bleu(tmp_path):
+def test_fine_tuning_the_shipped_captioner_on_a_folder_raises_held_out_bleu(tmp_path, trained_spec):
     """Captions in a house style ("a photo of ..."): 30 images, 3 epochs; 10 held out."""
     from zoo.training import run_fine_tune
 
-    if not registry.get_pretrained(PRETRAINED).is_trained:
-        pytest.skip(f"{PRETRAINED} is not trained")
+    trained_spec(PRETRAINED)
     folder = _flickr8k_test_folder(tmp_path / "photos", 40)
     keras.utils.set_random_seed(0)
     card = run_fine_tune(["--from", PRETRAINED, "--data", str(folder), "--epochs", "3",

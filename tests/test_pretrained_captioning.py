@@ -3,7 +3,6 @@
 import pytest
 
 import zoo
-from zoo import registry
 from zoo.saving import read_card
 from zoo.tasks import captioning
 
@@ -14,10 +13,8 @@ FLOORS = {"bleu_1": 60.0, "bleu_4": 17.0}
 
 
 @pytest.mark.slow
-def test_pretrained_captioner_meets_its_floors():
-    spec = registry.get_pretrained(NAME)
-    if not spec.is_trained:
-        pytest.skip(f"{spec.directory} does not exist: train it with `zoo train {spec.recipe}`")
+def test_pretrained_captioner_meets_its_floors(trained_spec):
+    spec = trained_spec(NAME)
     model = zoo.load(NAME)
     metrics = captioning.evaluate(model, "test", beam_sizes=(3,))
     assert metrics["images"] == 1000
@@ -31,9 +28,7 @@ def test_pretrained_captioner_meets_its_floors():
 
 
 @pytest.mark.slow
-def test_pretrained_captioner_describes_the_examples():
-    spec = registry.get_pretrained(NAME)
-    if not spec.is_trained:
-        pytest.skip(f"{spec.directory} does not exist")
+def test_pretrained_captioner_describes_the_examples(trained_spec):
+    trained_spec(NAME)
     captions = zoo.load(NAME).caption(captioning.examples(), beam_size=3)
     assert all(captions) and any("dog" in c for c in captions)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import registry
 from zoo.layers.fast_recurrent import fast_cpu_model
 from zoo.saving import read_card
 from zoo.tasks import classification
@@ -14,16 +13,9 @@ FLOORS = {"textcnn-trec": 91.2, "textcnn-sst2": 82.7, "sentiment-bilstm-sst2": 8
           "sentiment-bilstm-imdb": 88.0}
 
 
-def _spec(name):
-    spec = registry.get_pretrained(name)
-    if not spec.is_trained:
-        pytest.skip(f"{name} is not trained yet: run `zoo train {spec.recipe}`")
-    return spec
-
-
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_meets_floor_and_reproduces_its_card(name):
-    spec = _spec(name)
+def test_meets_floor_and_reproduces_its_card(name, trained_spec):
+    spec = trained_spec(name)
     # The fast CPU kernels give the stock layers' outputs (tests/test_fast_recurrent.py) about
     # 3x faster: the stock path needs 2-4 minutes for IMDB's 25,000 reviews on 2 cores.
     model = fast_cpu_model(zoo.load(name))
@@ -35,8 +27,8 @@ def test_meets_floor_and_reproduces_its_card(name):
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_odd_inputs_return_results(name):
-    _spec(name)
+def test_odd_inputs_return_results(name, trained_spec):
+    trained_spec(name)
     model = zoo.load(name)
     texts = ["", "   ", " ".join(["great"] * 1_000), "Très bien — 映画 ☃ !!", "ok"]
     probabilities = model.predict(texts)
@@ -45,14 +37,14 @@ def test_odd_inputs_return_results(name):
     assert [label for label, _ in model.classify(texts)][0] in model.class_names
 
 
-def test_fine_tuning_on_a_users_csv_improves_held_out_accuracy(tmp_path):
+def test_fine_tuning_on_a_users_csv_improves_held_out_accuracy(tmp_path, trained_spec):
     """A movie-review model adapts to customer reviews (CR) from a small CSV."""
     import csv
 
     from zoo import data
     from zoo.training import run_fine_tune
 
-    _spec("textcnn-sst2")
+    trained_spec("textcnn-sst2")
     rows = data.load_examples("cr", "train")[:800]
     path = tmp_path / "reviews.csv"
     with open(path, "w", newline="") as f:
@@ -71,10 +63,10 @@ def test_fine_tuning_on_a_users_csv_improves_held_out_accuracy(tmp_path):
     assert tuned.class_names == ["negative", "positive"]
 
 
-def test_fine_tuning_rejects_unknown_labels(tmp_path):
+def test_fine_tuning_rejects_unknown_labels(tmp_path, trained_spec):
     from zoo.training import run_fine_tune
 
-    _spec("textcnn-sst2")
+    trained_spec("textcnn-sst2")
     path = tmp_path / "bad.tsv"
     path.write_text("text\tlabel\ngood film\tmaybe\n")
     with pytest.raises(ValueError, match="'maybe' is not one of"):

@@ -12,11 +12,8 @@ from zoo.saving import read_card
 FORECASTERS = ["forecast-lstm-melbourne-temp", "forecast-lstm-beijing-pm25"]
 
 
-def _load(name):
-    spec = registry.get_pretrained(name)
-    if not spec.is_trained:
-        pytest.skip(f"{spec.directory} does not exist: train it with `zoo train {spec.recipe}`")
-    return spec, zoo.load(name), read_card(spec.directory)
+def _load(spec):
+    return spec, zoo.load(spec.name), read_card(spec.directory)
 
 
 def _assert_card_reproduced(card, metrics):
@@ -28,8 +25,8 @@ def _assert_card_reproduced(card, metrics):
 
 
 @pytest.mark.slow
-def test_pretrained_language_model_meets_its_perplexity_floor():
-    spec, model, card = _load("lm-lstm-ptb")
+def test_pretrained_language_model_meets_its_perplexity_floor(trained_spec):
+    spec, model, card = _load(trained_spec("lm-lstm-ptb"))
     metrics = registry.get_task("language_model").evaluate(model, spec, "test")
     assert metrics["test_tokens"] == 82_429  # every token after the first, state carried
     assert metrics["test_perplexity"] <= 120.0
@@ -45,8 +42,8 @@ def test_pretrained_language_model_meets_its_perplexity_floor():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FORECASTERS)
-def test_pretrained_forecaster_beats_persistence(name):
-    spec, model, card = _load(name)
+def test_pretrained_forecaster_beats_persistence(name, trained_spec):
+    spec, model, card = _load(trained_spec(name))
     metrics = registry.get_task("forecasting").evaluate(model, spec, "test")
     assert metrics["mae"] < metrics["persistence_mae"], json.dumps(metrics)
     assert card["smoke"] is False and card["metrics"]["beats_persistence"]
@@ -55,8 +52,8 @@ def test_pretrained_forecaster_beats_persistence(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FORECASTERS)
-def test_pretrained_forecaster_predicts_its_example_csv(name, tmp_path):
-    spec, model, _ = _load(name)
+def test_pretrained_forecaster_predicts_its_example_csv(name, tmp_path, trained_spec):
+    spec, model, _ = _load(trained_spec(name))
     handler = registry.get_task("forecasting")
     (path,) = handler.examples(spec)
     lines = handler.render(model, [path], plot=str(tmp_path / "forecast.png"))

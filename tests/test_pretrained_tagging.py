@@ -17,10 +17,8 @@ FLOORS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_pretrained_tagger_meets_its_floor(name):
-    spec = registry.get_pretrained(name)
-    if not spec.is_trained:
-        pytest.skip(f"{spec.directory} does not exist: train it with `zoo train {spec.recipe}`")
+def test_pretrained_tagger_meets_its_floor(name, trained_spec):
+    spec = trained_spec(name)
     model = zoo.load(name)
     metrics = registry.get_task("tagging").evaluate(model, spec, "test")
     for metric, floor in FLOORS[name].items():

@@ -3,7 +3,6 @@
 import pytest
 
 import zoo
-from zoo import registry
 from zoo.saving import read_card
 from zoo.tasks import translation
 
@@ -16,10 +15,8 @@ FLOORS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_pretrained_translator_meets_its_floor(name):
-    spec = registry.get_pretrained(name)
-    if not spec.is_trained:
-        pytest.skip(f"{spec.directory} does not exist: train it with `zoo train {spec.recipe}`")
+def test_pretrained_translator_meets_its_floor(name, trained_spec):
+    spec = trained_spec(name)
     model = zoo.load(name)
     card = read_card(spec.directory)
     assert card["smoke"] is False

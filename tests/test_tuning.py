@@ -166,13 +166,12 @@ def _cr_reviews_csv(path, rows=240):
     return path
 
 
-def test_fine_tuning_search_writes_trials_and_a_rerunnable_best(tmp_path):
+def test_fine_tuning_search_writes_trials_and_a_rerunnable_best(tmp_path, trained_spec):
     """`zoo tune --from NAME --data FILE`: the same tuner, trials are fine-tuning runs."""
-    from zoo import cli, registry
+    from zoo import cli
     from zoo.training import run_recipe_file
 
-    if not registry.get_pretrained("textcnn-sst2").is_trained:
-        pytest.skip("textcnn-sst2 is not trained")
+    trained_spec("textcnn-sst2")
     reviews = _cr_reviews_csv(tmp_path / "reviews.csv")
     search = tmp_path / "search"
     assert cli.main(["tune", "--from", "textcnn-sst2", "--data", str(reviews), "--max-trials", "2",
