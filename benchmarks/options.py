@@ -104,9 +104,9 @@ def _hoisted_fast_inner_loop(layer, sequences, initial_state, mask, training=Fal
 
 
 def hoisted_fast(model):
-    """Copy of `model` on the fast kernel, x @ W hoisted out of the loop even for inference.
+    """Copy of `model` on the fast kernel, x @ W hoisted out of the loop at any batch size.
 
-    The default hoists only for training and tiny inference batches
-    (`fast_recurrent.HOIST_MAX_INFERENCE_BATCH`); this copy measures the alternative.
+    The default hoists only for tiny batches (`fast_recurrent.HOIST_MAX_BATCH`);
+    this copy measures the alternative.
     """
     return _copy_with_inner_loop(model, _hoisted_fast_inner_loop)

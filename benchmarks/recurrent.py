@@ -57,18 +57,20 @@ def keras_variants(stock, cell, mode="training"):
 
     Each variant is a copy with the stock model's weights (`fast_cpu_model`
     and the options copy through `get_config`/`set_weights`). The
-    always-hoisted fast kernel differs from the default only for inference
-    at batch > `fast_recurrent.HOIST_MAX_INFERENCE_BATCH`, so only that mode
-    measures it.
+    always-hoisted fast kernel differs from the default only at batch >
+    `fast_recurrent.HOIST_MAX_BATCH`, so the latency mode (batch 1) omits it.
+    "zoo fast + XLA" runs the fast kernels inside a whole-step XLA function,
+    as `keras stock + XLA` does for the stock layer.
     """
     variants = {
         "keras stock": (stock, False),
         "keras stock + XLA": (stock, True),
         "zoo fast (XLA loops)": (fast_recurrent.fast_cpu_model(stock, jit_compile=True), False),
+        "zoo fast + XLA": (fast_recurrent.fast_cpu_model(stock, jit_compile=True), True),
         "zoo fast (no XLA)": (fast_recurrent.fast_cpu_model(stock, jit_compile=False), False),
         "hoisted x@W + TF autodiff": (options.hoisted_autodiff(stock), False),
     }
-    if mode == "inference":
+    if mode != "latency":
         variants["zoo fast, x@W hoisted (XLA loops)"] = (options.hoisted_fast(stock), False)
     if cell == "lstm":
         variants["TF fused BlockLSTMV2"] = (options.fused_block_lstm(stock), False)

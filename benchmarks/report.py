@@ -44,8 +44,10 @@ OPTIONS = (
      NO_XLA_FAST, "hoisted x@W + TF autodiff", ("training",)),
     ("TF fused CPU kernel BlockLSTMV2 (vs the default fast kernel)",
      "TF fused BlockLSTMV2", DEFAULT_FAST, MODES),
-    ("x@W hoisted out of the loop for batch-64 inference (vs per step, the default)",
-     HOISTED_FAST, DEFAULT_FAST, ("inference",)),
+    ("x@W hoisted out of the loop at batch 64 (vs per step, the default)",
+     HOISTED_FAST, DEFAULT_FAST, ("training", "inference")),
+    ("whole-step XLA around the fast kernels (vs the fast kernels alone)",
+     "zoo fast + XLA", DEFAULT_FAST, MODES),
     ("the default fast kernel vs the stock layer", DEFAULT_FAST, STOCK, MODES),
     ("the default fast kernel vs the stock layer + XLA", DEFAULT_FAST, "keras stock + XLA", MODES),
 )

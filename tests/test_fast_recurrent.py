@@ -114,6 +114,16 @@ def test_batch_of_one(cell, training, jit_compile):
         np.testing.assert_allclose(actual.numpy(), expected.numpy(), **TOLERANCE)
 
 
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+def test_only_tiny_batches_hoist_the_input_projection(training):
+    """The measured rule (benchmarks/README.md): per-step x @ W unless the batch is tiny."""
+    plan = lambda batch: fast_recurrent._loop_plan(
+        tf.TensorSpec([T, batch, D]), training, return_sequences=True, hoist=None)
+    assert plan(1)[1] and plan(fast_recurrent.HOIST_MAX_BATCH)[1]
+    assert not plan(64)[1] and not plan(None)[1]  # None: batch unknown at trace time
+    assert plan(64)[0] == ("all" if training else "outputs")
+
+
 @pytest.mark.parametrize("hoist", [False, True], ids=["per-step", "hoisted"])
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

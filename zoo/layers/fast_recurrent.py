@@ -9,10 +9,10 @@ do what cuDNN does on a GPU:
   each step's gate arithmetic becomes one fused kernel); `jit_compile=False`
   gives plain TF-graph loops, which lost to XLA in every recurrent row of
   benchmarks/results.json (see benchmarks/README.md);
-* for training (and inference batches of at most `HOIST_MAX_INFERENCE_BATCH`
-  sequences) the input projection `x @ W + b` of all steps is one big matmul,
-  hoisted out of the loop; other inference batches compute `x_t @ W + b` inside
-  the loop, next to `h @ U` (a heuristic, see `_hoist`);
+* for batches of at most `HOIST_MAX_BATCH` sequences the input projection
+  `x @ W + b` of all steps is one big matmul, hoisted out of the loop; larger
+  batches compute `x_t @ W + b` inside the loop, next to `h @ U`, which was
+  faster at batch 64 in training and inference alike (see `_hoist`);
 * the backward pass is written out (`tf.custom_gradient`): one loop that only
   propagates `dh`/`dc` through `U^T`, then the weight and input gradients of all
   steps as big matmuls (`X^T dZ`, `H^T dZ`, `dZ W^T`).
@@ -52,10 +52,11 @@ from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
 # compiles once per input shape, so callers feeding many distinct shapes (unbucketed text)
 # may pass jit_compile=False.
 DEFAULT_JIT_COMPILE = True
-# Inference batches up to this size (when known at trace time) hoist x @ W out of the loop;
-# larger ones project per step: at batch 64 per step was 1.36-1.40x faster than hoisting
-# (benchmarks/README.md, "zoo fast, x@W hoisted" row); batches between 2 and 64 are unmeasured.
-HOIST_MAX_INFERENCE_BATCH = 2
+# Batches up to this size (when known at trace time) hoist x @ W out of the loop; larger
+# ones project per step. At batch 64 per step was 1.36-1.40x faster than hoisting for
+# inference and 3-6% faster for training (benchmarks/README.md, "zoo fast, x@W hoisted"
+# rows); batches between 2 and 64 are unmeasured.
+HOIST_MAX_BATCH = 2
 
 
 # --------------------------------------------------------------------------------------
@@ -303,19 +304,20 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
 def _loop_plan(inputs, training, return_sequences, hoist):
     """(what the loop keeps, whether x @ W is hoisted), shared by the LSTM and GRU kernels."""
     keep = "all" if training else "outputs" if return_sequences else "last"
-    return keep, _hoist(inputs, keep) if hoist is None else bool(hoist)
+    return keep, _hoist(inputs) if hoist is None else bool(hoist)
 
 
-def _hoist(inputs, keep):
-    """Hoist x @ W out of the loop for training and for batches known to be tiny.
+def _hoist(inputs):
+    """Hoist x @ W out of the loop for batches known to be tiny.
 
-    Hoisting is what cuDNN does; a batch of one gets one [T, F] x [F, nU]
-    product instead of T vector-matrix products. Other inference batches (and
-    a batch size unknown at trace time) compute x_t @ W per step, measured faster
-    at batch 64 (see HOIST_MAX_INFERENCE_BATCH).
+    A batch of one then gets one [T, F] x [F, nU] product instead of T
+    vector-matrix products. Other batches (and a batch size unknown at trace
+    time) compute x_t @ W per step, next to h @ U, which keeps the step's
+    working set in cache instead of streaming a [T, B, nU] tensor through
+    memory; it was measured faster at batch 64 (see HOIST_MAX_BATCH).
     """
     batch = inputs.shape[1]
-    return keep == "all" or (batch is not None and batch <= HOIST_MAX_INFERENCE_BATCH)
+    return batch is not None and batch <= HOIST_MAX_BATCH
 
 
 # --------------------------------------------------------------------------------------
