@@ -141,3 +141,14 @@ def test_main_rewrites_only_the_marked_block(tmp_path):
 def test_missing_markers_are_an_error():
     with pytest.raises(ValueError, match="markers not found"):
         replace_between_markers("no markers here", report.START, report.END, "body")
+
+
+def test_chart_of_speed_vs_torch(tmp_path):
+    path = tmp_path / report.CHART
+    assert report.plot_recurrent(_results(), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    assert f"![speed vs torch per mode]({report.CHART})" in report.render(_results())
+    no_rows = {**_results(), "recurrent": {"rows": []}}
+    assert not report.plot_recurrent(no_rows, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+    assert report.CHART not in report.render(no_rows)
