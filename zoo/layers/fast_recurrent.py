@@ -42,7 +42,9 @@ import functools
 
 import keras
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
+from zoo.layers import native
 from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
 
 # XLA-compile the recurrent loops on CPU (the default of FastLSTM/FastGRU, fast_cpu_model
@@ -190,6 +192,47 @@ def _projection_gradients(inputs, kernel, d_projected):
     return d_inputs, _weight_gradient(inputs, d_projected), d_bias
 
 
+def _in_xla_context():
+    """Whether the code being traced will be XLA-compiled (custom ops cannot be)."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _native_ops(keep, hoist, tensors):
+    """The native op library if this forward pass can run it, else None.
+
+    The native loops (`zoo.layers.native`) cover inference (nothing kept for a
+    backward pass) of tiny batches, the ones that hoist x @ W, in float32 and
+    outside XLA-compiled functions.
+    """
+    if keep == "all" or not hoist or _in_xla_context():
+        return None
+    if any(t is not None and t.dtype != tf.float32 for t in tensors):
+        return None
+    return native.recurrent_ops()
+
+
+def _native_mask(mask):
+    """[T, B] bool for the native ops; empty (every step valid) without a mask."""
+    return tf.zeros([0, 0], tf.bool) if mask is None else mask[:, :, 0]
+
+
+def _native_lstm_forward(ops, inputs, kernel, bias, mask, h0, c0, recurrent_kernel, keep):
+    """`_lstm_forward` for inference, by the native op: (h_last, c_last, kept)."""
+    hs, h, c = ops.zoo_lstm_inference(_project(inputs, kernel, bias), recurrent_kernel, h0, c0,
+                                      _native_mask(mask),
+                                      return_sequences=keep == "outputs")
+    return h, c, ({"h": hs} if keep == "outputs" else {})
+
+
+def _native_gru_forward(ops, inputs, kernel, input_bias, mask, h0, recurrent_kernel,
+                        recurrent_bias, keep):
+    """`_gru_forward` for inference, by the native op: (h_last, kept)."""
+    hs, h = ops.zoo_gru_inference(_project(inputs, kernel, input_bias), recurrent_kernel,
+                                  recurrent_bias, h0, _native_mask(mask),
+                                  return_sequences=keep == "outputs")
+    return h, ({"h": hs} if keep == "outputs" else {})
+
+
 # --------------------------------------------------------------------------------------
 # LSTM: gates i, f, c~, o (Keras order).
 # --------------------------------------------------------------------------------------
@@ -278,10 +321,15 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
     backward = _compiled(_lstm_backward, jit_compile)
     keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
 
+    ops = _native_ops(keep, hoist, (inputs, kernel, bias, h0, c0, recurrent_kernel))
+
     @tf.custom_gradient
     def run(inputs, kernel, bias, h0, c0, recurrent_kernel):
         loop_args = (inputs, kernel, bias, mask, h0, c0, recurrent_kernel)
-        h_last, c_last, kept = forward(*loop_args, keep, hoist)
+        if ops is None:
+            h_last, c_last, kept = forward(*loop_args, keep, hoist)
+        else:
+            h_last, c_last, kept = _native_lstm_forward(ops, *loop_args, keep)
 
         def grad(*upstream):
             d_hs, d_h_last, d_c_last = upstream if return_sequences else (None, *upstream)
@@ -404,10 +452,16 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
     backward = _compiled(_gru_backward, jit_compile)
     keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
 
+    ops = _native_ops(keep, hoist, (inputs, kernel, input_bias, h0, recurrent_kernel,
+                                    recurrent_bias))
+
     @tf.custom_gradient
     def run(inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias):
         loop_args = (inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurrent_bias)
-        h_last, kept = forward(*loop_args, keep, hoist)
+        if ops is None:
+            h_last, kept = forward(*loop_args, keep, hoist)
+        else:
+            h_last, kept = _native_gru_forward(ops, *loop_args, keep)
 
         def grad(*upstream):
             d_hs, d_h_last = upstream if return_sequences else (None, *upstream)

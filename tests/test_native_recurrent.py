@@ -1,0 +1,201 @@
+"""The native (C++) inference loops equal the XLA loops and the stock layers; fallbacks work.
+
+No timings (benchmarks/ measures speed): numerical equality to 1e-5, that the
+fast layers take the native path where they should and only there, the
+errors on bad input, and what happens without a compiler.
+"""
+
+import shutil
+import threading
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo.layers import fast_recurrent, native
+from zoo.layers.fast_recurrent import FastGRU, FastLSTM
+
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+GATES = {"lstm": 4, "gru": 3}
+T, F = 9, 5
+
+
+@pytest.fixture(scope="module")
+def ops():
+    if shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: the zoo runs the XLA loops instead (tested elsewhere)")
+    library = native.recurrent_ops()
+    assert library is not None, native.unavailable_reason()
+    return library
+
+
+def _weights(cell, units, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    normal = lambda *shape: tf.constant(rng.normal(scale=0.4, size=shape).astype("float32"))
+    gates = GATES[cell]
+    return {"inputs": normal(T, batch, F), "kernel": normal(F, gates * units),
+            "bias": normal(gates * units), "recurrent_kernel": normal(units, gates * units),
+            "recurrent_bias": normal(gates * units), "h0": normal(batch, units),
+            "c0": normal(batch, units),
+            "mask": tf.constant(rng.random((T, batch, 1)) > 0.3)}
+
+
+def _xla_and_native(ops, cell, w, keep, mask):
+    """(XLA loop, native op) results as (h_last, [c_last], hs or None)."""
+    if cell == "lstm":
+        args = (w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["c0"],
+                w["recurrent_kernel"])
+        h, c, kept = fast_recurrent._compiled(fast_recurrent._lstm_forward, True)(
+            *args, keep, True)
+        nh, nc, nkept = fast_recurrent._native_lstm_forward(ops, *args, keep)
+        return (h, c, kept.get("h")), (nh, nc, nkept.get("h"))
+    args = (w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["recurrent_kernel"],
+            w["recurrent_bias"])
+    h, kept = fast_recurrent._compiled(fast_recurrent._gru_forward, True)(*args, keep, True)
+    nh, nkept = fast_recurrent._native_gru_forward(ops, *args, keep)
+    return (h, kept.get("h")), (nh, nkept.get("h"))
+
+
+# units: one thread's slice (6, no whole 8-float block), two slices of whole panels and
+# partial ones (72), slices that end mid-block (70).
+@pytest.mark.parametrize("units", [6, 70, 72])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("keep", ["outputs", "last"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, units):
+    w = _weights(cell, units, batch)
+    expected, actual = _xla_and_native(ops, cell, w, keep, w["mask"] if masked else None)
+    for e, a in zip(expected, actual):
+        assert (e is None) == (a is None)
+        if e is not None:
+            np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
+
+
+def _layer_pair(cell, units=40, **kwargs):
+    stock_type = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
+    stock, fast = stock_type(units, **kwargs), {"lstm": FastLSTM, "gru": FastGRU}[cell](
+        units, **kwargs)
+    x = tf.zeros([1, T, F])
+    stock(x), fast(x)
+    rng = np.random.default_rng(1)
+    stock.set_weights([rng.normal(scale=0.4, size=v.shape).astype("float32")
+                       for v in stock.get_weights()])
+    fast.set_weights(stock.get_weights())
+    return stock, fast
+
+
+def _count_native_calls(monkeypatch, cell):
+    calls = []
+    name = f"_native_{cell}_forward"
+    original = getattr(fast_recurrent, name)
+    monkeypatch.setattr(fast_recurrent, name,
+                        lambda *args: calls.append(1) or original(*args))
+    return calls
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fast_layers_run_native_for_tiny_inference_batches(ops, cell, monkeypatch):
+    stock, fast = _layer_pair(cell, return_sequences=True, go_backwards=True)
+    calls = _count_native_calls(monkeypatch, cell)
+    x = tf.constant(np.random.default_rng(2).normal(size=(1, T, F)).astype("float32"))
+    mask = tf.constant([[True] * 6 + [False] * 3])
+    np.testing.assert_allclose(fast(x, mask=mask).numpy(), stock(x, mask=mask).numpy(),
+                               **TOLERANCE)
+    assert calls, "a batch of one in inference should take the native loop"
+    calls.clear()
+    fast(tf.concat([x] * 8, axis=0))  # larger batches keep the per-step XLA loop
+    fast(x, training=True)            # and training keeps the XLA loops and their gradient
+    assert not calls
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gradient_of_a_native_inference_call(ops, cell):
+    """An inference-mode call under a tape still differentiates (through the XLA loop)."""
+    stock, fast = _layer_pair(cell)
+    x = tf.constant(np.random.default_rng(3).normal(size=(1, T, F)).astype("float32"))
+    grads = []
+    for layer in (stock, fast):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, training=False)
+        grads.append(tape.gradient(out, [x] + layer.trainable_weights))
+    for expected, actual in zip(*grads):
+        np.testing.assert_allclose(tf.convert_to_tensor(actual).numpy(),
+                                   tf.convert_to_tensor(expected).numpy(), **TOLERANCE)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_xla_compiled_callers_get_the_xla_loop(ops, cell, monkeypatch):
+    """A custom op cannot be XLA-compiled: inside jit_compile the layer keeps its XLA loop."""
+    stock, fast = _layer_pair(cell)
+    calls = _count_native_calls(monkeypatch, cell)
+    x = tf.constant(np.random.default_rng(4).normal(size=(1, T, F)).astype("float32"))
+    compiled = tf.function(lambda x: fast(x), jit_compile=True)
+    np.testing.assert_allclose(compiled(x).numpy(), stock(x).numpy(), **TOLERANCE)
+    assert not calls
+
+
+def test_concurrent_calls_give_the_same_results(ops):
+    """Recurrences from several threads (a Bidirectional layer's two directions, say)."""
+    w = _weights("lstm", 72, 1)
+    projected = fast_recurrent._project(w["inputs"], w["kernel"], w["bias"])
+    no_mask = tf.zeros([0, 0], tf.bool)
+    run = lambda: ops.zoo_lstm_inference(projected, w["recurrent_kernel"], w["h0"], w["c0"],
+                                         no_mask)[0].numpy()
+    expected, results = run(), []
+    threads = [threading.Thread(target=lambda: results.extend(run() for _ in range(20)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 80
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+
+
+def test_bad_shapes_are_clear_errors(ops):
+    w = _weights("lstm", 8, 1)
+    projected = fast_recurrent._project(w["inputs"], w["kernel"], w["bias"])
+    no_mask = tf.zeros([0, 0], tf.bool)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent recurrent shapes"):
+        ops.zoo_lstm_inference(projected, w["recurrent_kernel"][:, :8], w["h0"], w["c0"],
+                               no_mask)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mask must be"):
+        ops.zoo_lstm_inference(projected, w["recurrent_kernel"], w["h0"], w["c0"],
+                               tf.ones([2, 1], tf.bool))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_bias"):
+        ops.zoo_gru_inference(projected[..., :24], w["recurrent_kernel"][:, :24],
+                              tf.zeros([5]), w["h0"], no_mask)
+
+
+@pytest.fixture
+def fresh_library_state():
+    """`recurrent_ops` caches its answer; tests that change the environment start afresh."""
+    native.recurrent_ops.cache_clear()
+    yield
+    native.recurrent_ops.cache_clear()
+
+
+def test_switched_off_by_environment(monkeypatch, fresh_library_state):
+    monkeypatch.setenv(native.SWITCH, "0")
+    assert native.recurrent_ops() is None
+    assert native.SWITCH in native.unavailable_reason()
+
+
+def test_no_compiler_means_xla_loops(monkeypatch, fresh_library_state):
+    monkeypatch.setenv("CXX", "no-such-compiler-zoo")
+    assert native.recurrent_ops() is None
+    assert "no C++ compiler" in native.unavailable_reason()
+    stock, fast = _layer_pair("lstm")
+    x = tf.constant(np.random.default_rng(5).normal(size=(1, T, F)).astype("float32"))
+    np.testing.assert_allclose(fast(x).numpy(), stock(x).numpy(), **TOLERANCE)
+
+
+def test_a_failed_build_says_why(monkeypatch, tmp_path, fresh_library_state):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that exits 1
+    assert native.recurrent_ops() is None
+    assert "failed" in native.unavailable_reason()

@@ -1,0 +1,97 @@
+"""Native CPU kernels: inference-only LSTM / GRU loops for tiny batches (C++ TF custom ops).
+
+At batch 1 a recurrent step is a vector-matrix product that XLA and TF run on
+one core, streaming the whole recurrent kernel from the shared L3 cache every
+step. `recurrent_inference.cc` splits the gate columns between threads, so that
+each core keeps its slice in its own L2, and meets at a spin barrier per step
+(see that file). `zoo.layers.fast_recurrent` uses it for inference on batches of
+at most `fast_recurrent.HOIST_MAX_BATCH` sequences, outside XLA-compiled
+functions; training keeps the XLA loops.
+
+The library is compiled on first use with the system C++ compiler (`$CXX`,
+default `g++`) against the installed TensorFlow's headers, about 10 s, and
+cached under `$ZOO_CACHE_DIR/native` (default `~/.cache/zoo/native`), keyed by
+the source, the TensorFlow version and the compiler flags. Without a compiler,
+or with `ZOO_NATIVE_KERNELS=0`, `recurrent_ops()` returns None and the XLA
+loops run instead; `unavailable_reason()` says why.
+
+>>> from zoo.layers import native
+>>> ops = native.recurrent_ops()   # the loaded op library, or None  # doctest: +SKIP
+"""
+
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+SOURCE = Path(__file__).with_name("recurrent_inference.cc")
+SWITCH = "ZOO_NATIVE_KERNELS"  # "0" turns the native kernels off
+# -march=native: the library is built on the machine that runs it.
+CXX_FLAGS = ["-std=c++17", "-O3", "-march=native", "-shared", "-fPIC", "-w"]
+
+_log = logging.getLogger(__name__)
+_reason = None
+
+
+def unavailable_reason():
+    """Why `recurrent_ops()` returned None (None if it did not, or was not called yet)."""
+    return _reason
+
+
+def _library_path(compiler):
+    from zoo.data.settings import cache_dir
+
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), tf.__version__.encode(), compiler.encode(),
+                 " ".join(CXX_FLAGS).encode()):
+        key.update(part)
+    return cache_dir() / "native" / f"recurrent_inference-{key.hexdigest()[:16]}.so"
+
+
+def _build(compiler, target):
+    """Compiles SOURCE into `target` (atomically: concurrent builds cannot see half a file)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        partial = Path(scratch) / target.name
+        command = [compiler, *CXX_FLAGS, str(SOURCE), "-o", str(partial),
+                   *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+        _log.info("building the native recurrent kernels: %s", " ".join(command))
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed (exit {result.returncode}):\n"
+                               f"{result.stderr[-2000:]}")
+        os.replace(partial, target)
+
+
+@functools.cache
+def recurrent_ops():
+    """The op library with `zoo_lstm_inference` and `zoo_gru_inference`, or None.
+
+    None (with the reason in `unavailable_reason()`, logged once) when
+    `ZOO_NATIVE_KERNELS=0`, when no C++ compiler is found, or when the build
+    or the load fails: callers then run the XLA loops.
+    """
+    global _reason
+    if os.environ.get(SWITCH, "1") == "0":
+        _reason = f"{SWITCH}=0"
+        return None
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        _reason = f"no C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH"
+        _log.warning("native recurrent kernels unavailable: %s", _reason)
+        return None
+    target = _library_path(compiler)
+    try:
+        if not target.exists():
+            _build(compiler, target)
+        return tf.load_op_library(str(target))
+    except (OSError, RuntimeError, tf.errors.OpError) as error:
+        _reason = f"build or load failed: {error}"
+        _log.warning("native recurrent kernels unavailable: %s", _reason)
+        return None
