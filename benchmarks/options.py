@@ -95,18 +95,29 @@ def hoisted_autodiff(model):
     return _copy_with_inner_loop(model, _autodiff_inner_loop)
 
 
-def _hoisted_fast_inner_loop(layer, sequences, initial_state, mask, training=False):
-    """The fast kernel with XLA loops, x @ W always hoisted (whatever the batch size)."""
+def _fast_inner_loop(layer, sequences, initial_state, mask, training=False, **settings):
+    """The fast kernel with `settings` (`jit_compile`, `hoist`, `use_native`) fixed."""
     if fr.fast_kernel_unsupported(layer, training):
         return type(layer).inner_loop(layer, sequences, initial_state, mask, training)
-    return fr._run_fast(layer, sequences, initial_state, mask, training, jit_compile=True,
-                        hoist=True)
+    return fr._run_fast(layer, sequences, initial_state, mask, training, **settings)
 
 
 def hoisted_fast(model):
-    """Copy of `model` on the fast kernel, x @ W hoisted out of the loop at any batch size.
+    """Copy of `model` on the fast kernel (XLA loops), x @ W hoisted at any batch size.
 
     The default hoists only for tiny batches (`fast_recurrent.HOIST_MAX_BATCH`);
     this copy measures the alternative.
     """
-    return _copy_with_inner_loop(model, _hoisted_fast_inner_loop)
+    return _copy_with_inner_loop(model, functools.partial(
+        _fast_inner_loop, jit_compile=True, hoist=True, use_native=False))
+
+
+def loops_only(model, jit_compile):
+    """Copy of `model` on the fast kernel's XLA (or TF-graph) loops, never the native op.
+
+    By default batches of at most `fast_recurrent.HOIST_MAX_BATCH` sequences run
+    the native inference loop (`zoo.layers.native`); this copy measures what
+    the loops alone give there.
+    """
+    return _copy_with_inner_loop(model, functools.partial(
+        _fast_inner_loop, jit_compile=jit_compile, use_native=False))

@@ -60,18 +60,22 @@ def keras_variants(stock, cell, mode="training"):
     always-hoisted fast kernel differs from the default only at batch >
     `fast_recurrent.HOIST_MAX_BATCH`, so the latency mode (batch 1) omits it.
     "zoo fast + XLA" runs the fast kernels inside a whole-step XLA function,
-    as `keras stock + XLA` does for the stock layer.
+    as `keras stock + XLA` does for the stock layer. The default runs tiny
+    inference batches on the native loop (`zoo.layers.native`); "XLA loops
+    only" (latency) and "no XLA" (TF-graph loops) never do.
     """
     variants = {
         "keras stock": (stock, False),
         "keras stock + XLA": (stock, True),
-        "zoo fast (XLA loops)": (fast_recurrent.fast_cpu_model(stock, jit_compile=True), False),
+        "zoo fast (default)": (fast_recurrent.fast_cpu_model(stock, jit_compile=True), False),
         "zoo fast + XLA": (fast_recurrent.fast_cpu_model(stock, jit_compile=True), True),
-        "zoo fast (no XLA)": (fast_recurrent.fast_cpu_model(stock, jit_compile=False), False),
+        "zoo fast (no XLA)": (options.loops_only(stock, jit_compile=False), False),
         "hoisted x@W + TF autodiff": (options.hoisted_autodiff(stock), False),
     }
     if mode != "latency":
         variants["zoo fast, x@W hoisted (XLA loops)"] = (options.hoisted_fast(stock), False)
+    else:
+        variants["zoo fast, XLA loops only"] = (options.loops_only(stock, jit_compile=True), False)
     if cell == "lstm":
         variants["TF fused BlockLSTMV2"] = (options.fused_block_lstm(stock), False)
     return variants

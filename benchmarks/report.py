@@ -30,16 +30,21 @@ END = "<!-- end benchmark-results -->"
 MODES = ("training", "inference", "latency")
 REFERENCE = "torch"
 STOCK = "keras stock"
-# What FastLSTM / FastGRU / fast_cpu_model run on a CPU with their defaults
-# (fast_recurrent.DEFAULT_JIT_COMPILE = True): the targets are checked on it.
-DEFAULT_FAST = "zoo fast (XLA loops)"
+# What FastLSTM / FastGRU / fast_cpu_model run on a CPU with their defaults (XLA loops;
+# the native loop for tiny inference batches): the targets are checked on it.
+DEFAULT_FAST = "zoo fast (default)"
 NO_XLA_FAST = "zoo fast (no XLA)"
+XLA_LOOPS_FAST = "zoo fast, XLA loops only"
 HOISTED_FAST = "zoo fast, x@W hoisted (XLA loops)"
 
 # (option, implementation A, implementation B, modes where the comparison isolates it).
 OPTIONS = (
     ("XLA-compiled loops in the fast kernel (vs plain TF-graph loops)",
-     DEFAULT_FAST, NO_XLA_FAST, MODES),
+     DEFAULT_FAST, NO_XLA_FAST, ("training", "inference")),
+    ("XLA-compiled loops at batch 1 (vs plain TF-graph loops; neither native)",
+     XLA_LOOPS_FAST, NO_XLA_FAST, ("latency",)),
+    ("native inference loop at batch 1 (vs the XLA loops alone)",
+     DEFAULT_FAST, XLA_LOOPS_FAST, ("latency",)),
     ("XLA around the stock layer (whole inference function / train step)",
      "keras stock + XLA", STOCK, MODES),
     ("hand-written backward pass (vs TF's while_loop autodiff; both x@W hoisted, no XLA)",

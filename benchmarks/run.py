@@ -336,7 +336,7 @@ def _child_rows(args, intra, inter):
     out = Path(f"/tmp/zoo-bench-threads-{os.getpid()}.json")
     command = [sys.executable, "-m", "benchmarks.run", "--sections", "recurrent", "--cells", "lstm",
                "--steps", "10" if args.quick else "50", "--modes", "training,inference,latency",
-               "--impls", "keras stock,zoo fast (XLA loops),zoo fast (no XLA),torch",
+               "--impls", "keras stock,zoo fast (default),zoo fast (no XLA),torch",
                "--output", str(out),
                "--intra-op-threads", str(intra), "--inter-op-threads", str(inter),
                "--repetitions", str(args.repetitions), "--min-seconds", str(args.min_seconds)]

@@ -298,7 +298,7 @@ def _lstm_backward(mask, h0, c0, recurrent_kernel, hs, cs, gates, d_hs, d_c_last
 
 
 def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_sequences=True,
-                  training=False, jit_compile=False, hoist=None):
+                  training=False, jit_compile=False, hoist=None, use_native=True):
     """LSTM over a time-major sequence, with a hand-written gradient.
 
     Args:
@@ -312,6 +312,8 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
             so that only dense tensors cross the XLA boundary).
         hoist: compute `x @ kernel + bias` for all steps before the loop (True)
             or inside it (False); None: `_hoist`'s rule.
+        use_native: run the native inference loop (`zoo.layers.native`) where it
+            applies: inference with x @ W hoisted, float32, outside XLA.
 
     Returns:
         (hs, h_last, c_last): h of every step [T, B, U] (None unless
@@ -321,12 +323,12 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
     backward = _compiled(_lstm_backward, jit_compile)
     keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
 
-    ops = _native_ops(keep, hoist, (inputs, kernel, bias, h0, c0, recurrent_kernel))
+    ops = use_native and _native_ops(keep, hoist, (inputs, kernel, bias, h0, c0, recurrent_kernel))
 
     @tf.custom_gradient
     def run(inputs, kernel, bias, h0, c0, recurrent_kernel):
         loop_args = (inputs, kernel, bias, mask, h0, c0, recurrent_kernel)
-        if ops is None:
+        if not ops:
             h_last, c_last, kept = forward(*loop_args, keep, hoist)
         else:
             h_last, c_last, kept = _native_lstm_forward(ops, *loop_args, keep)
@@ -434,7 +436,8 @@ def _gru_backward(mask, h0, recurrent_kernel, hs, gates, d_hs):
 
 
 def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurrent_bias,
-                 return_sequences=True, training=False, jit_compile=False, hoist=None):
+                 return_sequences=True, training=False, jit_compile=False, hoist=None,
+                 use_native=True):
     """GRU (reset_after) over a time-major sequence, with a hand-written gradient.
 
     Args:
@@ -442,7 +445,7 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
         mask: [T, B, 1] bool or None; a False step keeps the previous state.
         h0: [B, U] initial state.
         recurrent_kernel: [U, 3U]; recurrent_bias: [3U].
-        return_sequences, training, jit_compile, hoist: as for `lstm_sequence`.
+        return_sequences, training, jit_compile, hoist, use_native: as for `lstm_sequence`.
 
     Returns:
         (hs, h_last): h of every step [T, B, U] (None unless `return_sequences`)
@@ -452,13 +455,13 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
     backward = _compiled(_gru_backward, jit_compile)
     keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
 
-    ops = _native_ops(keep, hoist, (inputs, kernel, input_bias, h0, recurrent_kernel,
-                                    recurrent_bias))
+    ops = use_native and _native_ops(
+        keep, hoist, (inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias))
 
     @tf.custom_gradient
     def run(inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias):
         loop_args = (inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurrent_bias)
-        if ops is None:
+        if not ops:
             h_last, kept = forward(*loop_args, keep, hoist)
         else:
             h_last, kept = _native_gru_forward(ops, *loop_args, keep)
@@ -528,7 +531,8 @@ def _keras_result(layer, mask, hs, h_last, states):
     return outputs[-1], tf.transpose(outputs, [1, 0, 2]), states
 
 
-def _run_lstm(layer, sequences, initial_state, mask, training, jit_compile, hoist=None):
+def _run_lstm(layer, sequences, initial_state, mask, training, jit_compile, hoist=None,
+              use_native=True):
     cell = layer.cell
     inputs, mask = _time_major_inputs(sequences, mask, layer.go_backwards)
     h0, c0 = initial_state
@@ -536,11 +540,12 @@ def _run_lstm(layer, sequences, initial_state, mask, training, jit_compile, hois
         inputs, tf.convert_to_tensor(cell.kernel), tf.convert_to_tensor(cell.bias), mask, h0, c0,
         tf.convert_to_tensor(cell.recurrent_kernel),
         return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile,
-        hoist=hoist)
+        hoist=hoist, use_native=use_native)
     return _keras_result(layer, mask, hs, h_last, [h_last, c_last])
 
 
-def _run_gru(layer, sequences, initial_state, mask, training, jit_compile, hoist=None):
+def _run_gru(layer, sequences, initial_state, mask, training, jit_compile, hoist=None,
+             use_native=True):
     cell = layer.cell
     inputs, mask = _time_major_inputs(sequences, mask, layer.go_backwards)
     input_bias, recurrent_bias = tf.unstack(tf.convert_to_tensor(cell.bias))
@@ -548,7 +553,7 @@ def _run_gru(layer, sequences, initial_state, mask, training, jit_compile, hoist
         inputs, tf.convert_to_tensor(cell.kernel), input_bias, mask, initial_state[0],
         tf.convert_to_tensor(cell.recurrent_kernel), recurrent_bias,
         return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile,
-        hoist=hoist)
+        hoist=hoist, use_native=use_native)
     return _keras_result(layer, mask, hs, h_last, [h_last])
 
 
@@ -571,14 +576,17 @@ def fast_kernel_unsupported(layer, training=False):
     return reasons
 
 
-def _run_fast(layer, sequences, initial_state, mask, training, jit_compile, hoist=None):
-    """The fast kernel for a stock-configured LSTM/GRU layer (`hoist`: see `lstm_sequence`)."""
+def _run_fast(layer, sequences, initial_state, mask, training, jit_compile, hoist=None,
+              use_native=True):
+    """The fast kernel for a stock-configured LSTM/GRU layer (`hoist`, `use_native`: see
+    `lstm_sequence`)."""
     run = _run_lstm if isinstance(layer, keras.layers.LSTM) else _run_gru
     if isinstance(mask, (list, tuple)):
         mask = mask[0]
     if not isinstance(initial_state, (list, tuple)):
         initial_state = [initial_state]
-    return run(layer, sequences, list(initial_state), mask, training, jit_compile, hoist)
+    return run(layer, sequences, list(initial_state), mask, training, jit_compile, hoist,
+               use_native)
 
 
 def fast_inner_loop(layer, sequences, initial_state, mask, training=False, jit_compile=None):
