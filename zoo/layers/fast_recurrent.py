@@ -15,7 +15,11 @@ do what cuDNN does on a GPU:
   faster at batch 64 in training and inference alike (see `_hoist`);
 * the backward pass is written out (`tf.custom_gradient`): one loop that only
   propagates `dh`/`dc` through `U^T`, then the weight and input gradients of all
-  steps as big matmuls (`X^T dZ`, `H^T dZ`, `dZ W^T`).
+  steps as big matmuls (`X^T dZ`, `H^T dZ`, `dZ W^T`);
+* inference on those tiny batches runs a native loop (`zoo.layers.native`, a
+  C++ TF op built on first use) that splits each step's vector-matrix product
+  across the cores, where XLA runs it on one; outside XLA-compiled functions
+  only, and the XLA loop runs when no C++ compiler is found.
 
 What stays the same as the stock layers: the variables (`kernel`,
 `recurrent_kernel`, `bias`, same shapes, names and gate order), so a checkpoint
