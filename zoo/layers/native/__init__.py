@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def _build(compiler, target):
         command = [compiler, *CXX_FLAGS, str(SOURCE), "-o", str(partial),
                    *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
         _log.info("building the native recurrent kernels: %s", " ".join(command))
+        print(f"zoo: building the native recurrent kernels (once, about 10 s) into {target}",
+              file=sys.stderr, flush=True)
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed (exit {result.returncode}):\n"
