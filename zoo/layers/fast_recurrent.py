@@ -46,7 +46,6 @@ import functools
 
 import keras
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
 
 from zoo.layers import native
 from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
@@ -197,7 +196,15 @@ def _projection_gradients(inputs, kernel, d_projected):
 
 
 def _in_xla_context():
-    """Whether the code being traced will be XLA-compiled (custom ops cannot be)."""
+    """Whether the code being traced will be XLA-compiled (custom ops cannot be).
+
+    TF has no public API for this; without its internal one, assume XLA (and
+    never use the native op) rather than fail.
+    """
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return True
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
