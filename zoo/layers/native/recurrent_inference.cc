@@ -200,7 +200,8 @@ std::mutex& RecurrenceMutex() {
 
 int ThreadCount(OpKernelContext* context, int units) {
   const int pool = context->device()->tensorflow_cpu_worker_threads()->num_threads;
-  // At least 32 units per thread: below that the barrier costs more than the product.
+  // Slices of at least 32 units, so that the per-step hand-over between threads stays a
+  // small part of a step (a guard for small layers, not a tuned value).
   return std::max(1, std::min(pool, units / 32));
 }
 
@@ -257,7 +258,7 @@ tensorflow::Status CheckInputs(const Tensor& projected, const Tensor& kernel, co
 
 // The loop both cells share. `Cell` has kGates and
 //   Update(const float* x, const float* hu, int j0, int width, int units, float* h, float* c)
-// which turns step t's input projection x (this row, all gates), this thread's h @ U
+// which turns step t's input projection x (this row, all gates), this slice's h @ U
 // columns hu ([gates, width]) into the new h (and c) of units [j0, j0 + width).
 template <typename Cell>
 struct Recurrence {
