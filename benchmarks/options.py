@@ -95,13 +95,6 @@ def hoisted_autodiff(model):
     return _copy_with_inner_loop(model, _autodiff_inner_loop)
 
 
-def _fast_inner_loop(layer, sequences, initial_state, mask, training=False, **settings):
-    """The fast kernel with `settings` (`jit_compile`, `hoist`, `use_native`) fixed."""
-    if fr.fast_kernel_unsupported(layer, training):
-        return type(layer).inner_loop(layer, sequences, initial_state, mask, training)
-    return fr._run_fast(layer, sequences, initial_state, mask, training, **settings)
-
-
 def hoisted_fast(model):
     """Copy of `model` on the fast kernel (XLA loops), x @ W hoisted at any batch size.
 
@@ -109,7 +102,7 @@ def hoisted_fast(model):
     this copy measures the alternative.
     """
     return _copy_with_inner_loop(model, functools.partial(
-        _fast_inner_loop, jit_compile=True, hoist=True, use_native=False))
+        fr.fast_inner_loop, jit_compile=True, hoist=True, use_native=False))
 
 
 def loops_only(model, jit_compile):
@@ -120,4 +113,4 @@ def loops_only(model, jit_compile):
     the loops alone give there.
     """
     return _copy_with_inner_loop(model, functools.partial(
-        _fast_inner_loop, jit_compile=jit_compile, use_native=False))
+        fr.fast_inner_loop, jit_compile=jit_compile, use_native=False))

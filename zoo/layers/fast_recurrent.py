@@ -600,12 +600,17 @@ def _run_fast(layer, sequences, initial_state, mask, training, jit_compile, hois
                use_native)
 
 
-def fast_inner_loop(layer, sequences, initial_state, mask, training=False, jit_compile=None):
-    """`RNN.inner_loop` for a stock LSTM/GRU: the fast kernel where supported, else stock."""
+def fast_inner_loop(layer, sequences, initial_state, mask, training=False, jit_compile=None,
+                    **settings):
+    """`RNN.inner_loop` for a stock LSTM/GRU: the fast kernel where supported, else stock.
+
+    `settings` (`hoist`, `use_native`) override the kernel's defaults; the
+    benchmark's options use them.
+    """
     jit_compile = DEFAULT_JIT_COMPILE if jit_compile is None else jit_compile
     if fast_kernel_unsupported(layer, training):
         return type(layer).inner_loop(layer, sequences, initial_state, mask, training)
-    return _run_fast(layer, sequences, initial_state, mask, training, jit_compile)
+    return _run_fast(layer, sequences, initial_state, mask, training, jit_compile, **settings)
 
 
 # --------------------------------------------------------------------------------------
