@@ -60,9 +60,10 @@ def keras_variants(stock, cell, mode="training"):
     always-hoisted fast kernel differs from the default only at batch >
     `fast_recurrent.HOIST_MAX_BATCH`, so the latency mode (batch 1) omits it.
     "zoo fast + XLA" runs the fast kernels inside a whole-step XLA function,
-    as `keras stock + XLA` does for the stock layer. The default runs tiny
-    inference batches on the native loop (`zoo.layers.native`); "XLA loops
-    only" (latency) and "no XLA" (TF-graph loops) never do.
+    as `keras stock + XLA` does for the stock layer. The default runs the
+    native loops (`zoo.layers.native`: inference, and the forward pass of
+    training at batch 64); "XLA loops only", "no XLA" (TF-graph loops) and
+    the hoisted row never do.
     """
     variants = {
         "keras stock": (stock, False),
@@ -72,10 +73,9 @@ def keras_variants(stock, cell, mode="training"):
         "zoo fast (no XLA)": (options.loops_only(stock, jit_compile=False), False),
         "hoisted x@W + TF autodiff": (options.hoisted_autodiff(stock), False),
     }
+    variants["zoo fast, XLA loops only"] = (options.loops_only(stock, jit_compile=True), False)
     if mode != "latency":
         variants["zoo fast, x@W hoisted (XLA loops)"] = (options.hoisted_fast(stock), False)
-    else:
-        variants["zoo fast, XLA loops only"] = (options.loops_only(stock, jit_compile=True), False)
     if cell == "lstm":
         variants["TF fused BlockLSTMV2"] = (options.fused_block_lstm(stock), False)
     return variants

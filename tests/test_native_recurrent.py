@@ -1,4 +1,4 @@
-"""The native (C++) inference loops equal the XLA loops and the stock layers; fallbacks work.
+"""The native (C++) loops equal the XLA loops and the stock layers; fallbacks work.
 
 No timings (benchmarks/ measures speed): numerical equality to 1e-5, that the
 fast layers take the native path where they should and only there, the
@@ -41,20 +41,30 @@ def _weights(cell, units, batch, seed=0):
             "mask": tf.constant(rng.random((T, batch, 1)) > 0.3)}
 
 
-def _xla_and_native(ops, cell, w, keep, mask):
-    """(XLA loop, native op) results as (h_last, [c_last], hs or None)."""
+def _comparable(kept, mask):
+    """Kept values in name order; gates of masked steps (never read) zeroed."""
+    if "gates" in kept and mask is not None:
+        kept = {**kept, "gates": tf.where(mask, kept["gates"], 0.0)}
+    return [kept[name] for name in sorted(kept)]
+
+
+def _xla_and_native(ops, cell, w, keep, mask, hoist=True):
+    """(XLA loop, native op) results as (h_last, [c_last], kept values in name order)."""
     if cell == "lstm":
         args = (w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["c0"],
                 w["recurrent_kernel"])
         h, c, kept = fast_recurrent._compiled(fast_recurrent._lstm_forward, True)(
-            *args, keep, True)
-        nh, nc, nkept = fast_recurrent._native_lstm_forward(ops, *args, keep)
-        return (h, c, kept.get("h")), (nh, nc, nkept.get("h"))
-    args = (w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["recurrent_kernel"],
-            w["recurrent_bias"])
-    h, kept = fast_recurrent._compiled(fast_recurrent._gru_forward, True)(*args, keep, True)
-    nh, nkept = fast_recurrent._native_gru_forward(ops, *args, keep)
-    return (h, kept.get("h")), (nh, nkept.get("h"))
+            *args, keep, hoist)
+        nh, nc, nkept = fast_recurrent._native_lstm_forward(ops, *args, keep, hoist)
+        expected, actual = [h, c], [nh, nc]
+    else:
+        args = (w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["recurrent_kernel"],
+                w["recurrent_bias"])
+        h, kept = fast_recurrent._compiled(fast_recurrent._gru_forward, True)(*args, keep, hoist)
+        nh, nkept = fast_recurrent._native_gru_forward(ops, *args, keep, hoist)
+        expected, actual = [h], [nh]
+    assert sorted(kept) == sorted(nkept)
+    return expected + _comparable(kept, mask), actual + _comparable(nkept, mask)
 
 
 # units: one thread's slice (6, no whole 8-float block), two slices of whole panels and
@@ -68,9 +78,23 @@ def test_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, units):
     w = _weights(cell, units, batch)
     expected, actual = _xla_and_native(ops, cell, w, keep, w["mask"] if masked else None)
     for e, a in zip(expected, actual):
-        assert (e is None) == (a is None)
-        if e is not None:
-            np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
+        np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
+
+
+# The batched loops (x_t @ W inside the step): batches of one row block and of several
+# with a remainder (17 = 14 + 3 with AVX-512), units giving one slice with a partly zero
+# panel (6) and two slices (70, 72), and the three things a loop keeps.
+@pytest.mark.parametrize("units", [6, 70, 72])
+@pytest.mark.parametrize("batch", [3, 17])
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("keep", ["all", "outputs", "last"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_batched_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, units):
+    w = _weights(cell, units, batch)
+    expected, actual = _xla_and_native(ops, cell, w, keep, w["mask"] if masked else None,
+                                       hoist=False)
+    for e, a in zip(expected, actual):
+        np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
 
 
 def _layer_pair(cell, units=40, **kwargs):
@@ -105,9 +129,30 @@ def test_fast_layers_run_native_for_tiny_inference_batches(ops, cell, monkeypatc
                                **TOLERANCE)
     assert calls, "a batch of one in inference should take the native loop"
     calls.clear()
-    fast(tf.concat([x] * 8, axis=0))  # larger batches keep the per-step XLA loop
-    fast(x, training=True)            # and training keeps the XLA loops and their gradient
+    fast(tf.concat([x] * 8, axis=0))  # larger batches: the batched native loop
+    assert calls
+    calls.clear()
+    fast(x, training=True)            # tiny batches train on the XLA loops
     assert not calls
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_batched_layers_train_on_the_native_forward_pass(ops, cell, monkeypatch):
+    """Larger batches run the native forward pass in training and the XLA backward."""
+    stock, fast = _layer_pair(cell, return_sequences=True)
+    calls = _count_native_calls(monkeypatch, cell)
+    x = tf.constant(np.random.default_rng(6).normal(size=(8, T, F)).astype("float32"))
+    mask = tf.constant(np.random.default_rng(7).random((8, T)) > 0.3)
+    grads = []
+    for layer in (stock, fast):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, mask=mask, training=True) ** 2)
+        grads.append(tape.gradient(loss, [x] + layer.trainable_weights))
+    assert calls
+    for expected, actual in zip(*grads):
+        np.testing.assert_allclose(tf.convert_to_tensor(actual).numpy(),
+                                   tf.convert_to_tensor(expected).numpy(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -169,6 +214,17 @@ def test_bad_shapes_are_clear_errors(ops):
     with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_bias"):
         ops.zoo_gru_inference(projected[..., :24], w["recurrent_kernel"][:, :24],
                               tf.zeros([5]), w["h0"], no_mask)
+    batched = (w["inputs"], w["kernel"], w["bias"], w["recurrent_kernel"], w["h0"], w["c0"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent recurrent shapes"):
+        ops.zoo_lstm_sequence(*batched[:2], w["bias"][:-1], *batched[3:], no_mask)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected inputs"):
+        ops.zoo_lstm_sequence(w["inputs"][0], *batched[1:], no_mask)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="h0 and c0"):
+        ops.zoo_lstm_sequence(*batched[:5], w["c0"][:, :4], no_mask)
+    gru = _weights("gru", 8, 2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_bias"):
+        ops.zoo_gru_sequence(gru["inputs"], gru["kernel"], gru["bias"], gru["recurrent_kernel"],
+                             gru["recurrent_bias"][:-1], gru["h0"], no_mask)
 
 
 @pytest.fixture

@@ -16,10 +16,12 @@ do what cuDNN does on a GPU:
 * the backward pass is written out (`tf.custom_gradient`): one loop that only
   propagates `dh`/`dc` through `U^T`, then the weight and input gradients of all
   steps as big matmuls (`X^T dZ`, `H^T dZ`, `dZ W^T`);
-* inference on those tiny batches runs a native loop (`zoo.layers.native`, a
-  C++ TF op built on first use) that splits each step's vector-matrix product
-  across the cores, where XLA runs it on one; outside XLA-compiled functions
-  only, and the XLA loop runs when no C++ compiler is found.
+* outside XLA-compiled functions the forward loop is a native op
+  (`zoo.layers.native`, C++ built on first use) that splits each step's
+  product across the cores, each keeping its slice of the kernels in its own
+  cache: inference on those tiny batches, and inference and the forward pass
+  of training on larger ones (the backward pass stays the XLA loop); the XLA
+  loops run when no C++ compiler is found.
 
 What stays the same as the stock layers: the variables (`kernel`,
 `recurrent_kernel`, `bias`, same shapes, names and gate order), so a checkpoint
@@ -62,6 +64,10 @@ DEFAULT_JIT_COMPILE = True
 # inference and 3-6% faster for training (benchmarks/README.md, "zoo fast, x@W hoisted"
 # rows); batches between 2 and 64 are unmeasured.
 HOIST_MAX_BATCH = 2
+
+# Larger batches run the native batched loops (`zoo.layers.native`) for inference and the
+# forward pass of training, where they are available.
+NATIVE_BATCHED = True
 
 
 # --------------------------------------------------------------------------------------
@@ -211,15 +217,16 @@ def _in_xla_context():
 def _native_ops(keep, hoist, tensors):
     """The native op library if this forward pass can run it, else None.
 
-    The native loops (`zoo.layers.native`) cover inference (nothing kept for a
-    backward pass) of tiny batches, the ones that hoist x @ W, in float32 and
-    outside XLA-compiled functions.
+    The native loops (`zoo.layers.native`) run in float32 outside XLA-compiled
+    functions: for tiny batches (the ones that hoist x @ W) in inference, and
+    for larger batches in inference and as the forward pass of training, whose
+    backward pass stays the XLA loop.
     """
-    if keep == "all" or not hoist or _in_xla_context():
+    if _in_xla_context() or any(t is not None and t.dtype != tf.float32 for t in tensors):
         return None
-    if any(t is not None and t.dtype != tf.float32 for t in tensors):
-        return None
-    return native.recurrent_ops()
+    if hoist:
+        return None if keep == "all" else native.recurrent_ops()
+    return native.recurrent_ops() if NATIVE_BATCHED else None
 
 
 def _native_mask(mask):
@@ -227,21 +234,35 @@ def _native_mask(mask):
     return tf.zeros([0, 0], tf.bool) if mask is None else mask[:, :, 0]
 
 
-def _native_lstm_forward(ops, inputs, kernel, bias, mask, h0, c0, recurrent_kernel, keep):
-    """`_lstm_forward` for inference, by the native op: (h_last, c_last, kept)."""
-    hs, h, c = ops.zoo_lstm_inference(_project(inputs, kernel, bias), recurrent_kernel, h0, c0,
-                                      _native_mask(mask),
-                                      return_sequences=keep == "outputs")
-    return h, c, ({"h": hs} if keep == "outputs" else {})
+def _native_lstm_forward(ops, inputs, kernel, bias, mask, h0, c0, recurrent_kernel, keep, hoist):
+    """`_lstm_forward` by a native op: (h_last, c_last, kept).
+
+    Tiny batches run the op that takes x @ W + b hoisted (one big matmul);
+    others the batched op, which computes x_t @ W inside each step.
+    """
+    if hoist:
+        hs, h, c = ops.zoo_lstm_inference(_project(inputs, kernel, bias), recurrent_kernel, h0,
+                                          c0, _native_mask(mask),
+                                          return_sequences=keep == "outputs")
+        return h, c, ({"h": hs} if keep == "outputs" else {})
+    hs, h, c, cs, gates = ops.zoo_lstm_sequence(
+        inputs, kernel, bias, recurrent_kernel, h0, c0, _native_mask(mask),
+        return_sequences=keep == "outputs", keep_all=keep == "all")
+    return h, c, {"last": {}, "outputs": {"h": hs}, "all": {"h": hs, "c": cs, "gates": gates}}[keep]
 
 
 def _native_gru_forward(ops, inputs, kernel, input_bias, mask, h0, recurrent_kernel,
-                        recurrent_bias, keep):
-    """`_gru_forward` for inference, by the native op: (h_last, kept)."""
-    hs, h = ops.zoo_gru_inference(_project(inputs, kernel, input_bias), recurrent_kernel,
-                                  recurrent_bias, h0, _native_mask(mask),
-                                  return_sequences=keep == "outputs")
-    return h, ({"h": hs} if keep == "outputs" else {})
+                        recurrent_bias, keep, hoist):
+    """`_gru_forward` by a native op: (h_last, kept), as `_native_lstm_forward`."""
+    if hoist:
+        hs, h = ops.zoo_gru_inference(_project(inputs, kernel, input_bias), recurrent_kernel,
+                                      recurrent_bias, h0, _native_mask(mask),
+                                      return_sequences=keep == "outputs")
+        return h, ({"h": hs} if keep == "outputs" else {})
+    hs, h, gates = ops.zoo_gru_sequence(
+        inputs, kernel, input_bias, recurrent_kernel, recurrent_bias, h0, _native_mask(mask),
+        return_sequences=keep == "outputs", keep_all=keep == "all")
+    return h, {"last": {}, "outputs": {"h": hs}, "all": {"h": hs, "gates": gates}}[keep]
 
 
 # --------------------------------------------------------------------------------------
@@ -342,7 +363,7 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
         if not ops:
             h_last, c_last, kept = forward(*loop_args, keep, hoist)
         else:
-            h_last, c_last, kept = _native_lstm_forward(ops, *loop_args, keep)
+            h_last, c_last, kept = _native_lstm_forward(ops, *loop_args, keep, hoist)
 
         def grad(*upstream):
             d_hs, d_h_last, d_c_last = upstream if return_sequences else (None, *upstream)
@@ -475,7 +496,7 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
         if not ops:
             h_last, kept = forward(*loop_args, keep, hoist)
         else:
-            h_last, kept = _native_gru_forward(ops, *loop_args, keep)
+            h_last, kept = _native_gru_forward(ops, *loop_args, keep, hoist)
 
         def grad(*upstream):
             d_hs, d_h_last = upstream if return_sequences else (None, *upstream)

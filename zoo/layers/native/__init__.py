@@ -1,12 +1,15 @@
-"""Native CPU kernels: inference-only LSTM / GRU loops for tiny batches (C++ TF custom ops).
+"""Native CPU kernels: LSTM / GRU loops as C++ TensorFlow custom ops.
 
 At batch 1 a recurrent step is a vector-matrix product that XLA and TF run on
 one core, streaming the whole recurrent kernel from the shared L3 cache every
-step. `recurrent_inference.cc` splits the gate columns between threads, so that
-each core keeps its slice in its own L2, and meets at a spin barrier per step
-(see that file). `zoo.layers.fast_recurrent` uses it for inference on batches of
-at most `fast_recurrent.HOIST_MAX_BATCH` sequences, outside XLA-compiled
-functions; training keeps the XLA loops.
+step; at batch 64 it is a small matrix product that XLA's dot runs well below
+the machine's matmul peak. `recurrent_inference.cc` splits the gate columns
+between threads, so that each core keeps its slice of the kernels in its own
+L2, and runs every step's product there (a register-blocked matrix kernel for
+batches). `zoo.layers.fast_recurrent` uses the ops outside XLA-compiled
+functions: for inference, and for the forward pass of training on batches
+larger than `fast_recurrent.HOIST_MAX_BATCH` (the backward pass stays an XLA
+loop).
 
 The library is compiled on first use with the system C++ compiler (`$CXX`,
 default `g++`) against the installed TensorFlow's headers, about 10 s, and
@@ -74,7 +77,8 @@ def _build(compiler, target):
 
 @functools.cache
 def recurrent_ops():
-    """The op library with `zoo_lstm_inference` and `zoo_gru_inference`, or None.
+    """The op library (`zoo_lstm_inference`, `zoo_gru_inference` for tiny batches,
+    `zoo_lstm_sequence`, `zoo_gru_sequence` for larger ones), or None.
 
     None (with the reason in `unavailable_reason()`, logged once) when
     `ZOO_NATIVE_KERNELS=0`, when no C++ compiler is found, or when the build

@@ -1,22 +1,30 @@
-// Inference-only LSTM / GRU loops for tiny batches on a CPU, as TensorFlow custom ops.
+// Native LSTM / GRU loops on a CPU, as TensorFlow custom ops.
 //
-// Why: at batch 1 a recurrent step is a [1, U] x [U, nU] vector-matrix product. XLA and
-// TF run it on one core, streaming the whole recurrent kernel (1 MB at U=256, LSTM) from
-// the shared L3 cache every step. Here the gate columns are split between the worker
-// threads: each thread packs its slice of the kernel once per call (which also loads it
-// into that core's own L2), then every step multiplies only its slice, updates its own
-// units, and meets the other threads at a spin barrier before the next step.
+// Tiny batches (ZooLstmInference, ZooGruInference): at batch 1 a recurrent step is a
+// [1, U] x [U, nU] vector-matrix product. XLA and TF run it on one core, streaming the
+// whole recurrent kernel (1 MB at U=256, LSTM) from the shared L3 cache every step. Here
+// the gate columns are split between the worker threads: each thread packs its slice of
+// the kernel once per call (which also loads it into that core's own L2), then every
+// step multiplies only its slice, updates its own units, and meets the other threads
+// before the next step. These ops take x_t @ W + b precomputed for all steps (one big
+// matmul, done by TF).
 //
-// The ops take the input projection x_t @ W + b precomputed for all steps (one big
-// matmul, done by TF) and compute exactly what zoo.layers.fast_recurrent's XLA loops
-// compute (Keras gate order; GRU with reset_after=True), to float32 round-off.
-// Built on first use by zoo/layers/native/__init__.py; nothing here is needed for
-// training, which keeps the XLA loops and their hand-written gradients.
+// Larger batches (ZooLstmSequence, ZooGruSequence): a step is a [B, F + U] x [F + U, nU]
+// matrix product, which XLA's dot runs at about 70% of this machine's matmul peak. The
+// same column split feeds a register-blocked kernel (`BatchProduct`) that keeps both
+// kernels' slices in each core's L2 and computes x_t @ W next to h @ U inside the step.
+// With keep_all they also keep what the backward pass needs, so training runs its
+// forward pass here and its backward pass in zoo.layers.fast_recurrent's XLA loop.
+//
+// All compute what zoo.layers.fast_recurrent's XLA loops compute (Keras gate order; GRU
+// with reset_after=True), to float32 round-off. Built on first use by
+// zoo/layers/native/__init__.py.
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -66,16 +74,24 @@ inline __m256 Exp8(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
 }
 
-inline __m256 Sigmoid8(__m256 x) {
-  const __m256 one = _mm256_set1_ps(1.0f);
-  return _mm256_div_ps(one, _mm256_add_ps(one, Exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+// 1 / d for d >= 1: the 12-bit hardware estimate and one Newton step (relative error
+// about 1e-7), several times the throughput of a division, which dominated the gate
+// arithmetic of a batched step. Huge d (up to e^88) give 0, as 1 / d rounds to.
+inline __m256 Reciprocal8(__m256 d) {
+  const __m256 r = _mm256_rcp_ps(d);
+  return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
 }
 
-// tanh(x) = 1 - 2 / (e^{2x} + 1): exact at both tails, absolute error ~1e-7 near 0.
+inline __m256 Sigmoid8(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return Reciprocal8(_mm256_add_ps(one, Exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// tanh(x) = 1 - 2 / (e^{2x} + 1): exact at both tails, absolute error ~2e-7 near 0.
 inline __m256 Tanh8(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.0f);
   __m256 e = Exp8(_mm256_add_ps(x, x));
-  return _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+  return _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), Reciprocal8(_mm256_add_ps(e, one)), one);
 }
 #endif
 
@@ -128,6 +144,106 @@ void VectorMatrix(const float* h, const float* packed, int K, int L, float* out)
       float acc = 0.0f;
       for (int k = 0; k < K; ++k) acc += h[k] * panel[static_cast<size_t>(k) * width + q];
       out[c + q] = acc;
+    }
+  }
+}
+
+// C[rows, NR] = sum over two segments of A_s[rows, K_s] @ B_s[K_s, NR] (one panel): the
+// register-blocked kernel of the batched step. Each of up to kMaxRows rows keeps its NR
+// outputs in registers for the whole K loop, so every B element loaded from cache feeds
+// `rows` FMAs (at MR = 14, 28 accumulators: the step runs near the FMA peak).
+// ---------------------------------------------------------------------------------------
+
+#if defined(__AVX512F__)
+using Lanes = __m512;
+constexpr int kLanes = 16, kMaxRows = 14;
+inline Lanes LoadLanes(const float* p) { return _mm512_loadu_ps(p); }
+inline Lanes Broadcast(const float* p) { return _mm512_set1_ps(*p); }
+inline Lanes Fma(Lanes a, Lanes b, Lanes c) { return _mm512_fmadd_ps(a, b, c); }
+inline Lanes ZeroLanes() { return _mm512_setzero_ps(); }
+inline void StoreLanes(float* p, Lanes v) { _mm512_storeu_ps(p, v); }
+#elif defined(ZOO_AVX2)
+using Lanes = __m256;
+constexpr int kLanes = 8, kMaxRows = 6;
+inline Lanes LoadLanes(const float* p) { return _mm256_loadu_ps(p); }
+inline Lanes Broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline Lanes Fma(Lanes a, Lanes b, Lanes c) { return _mm256_fmadd_ps(a, b, c); }
+inline Lanes ZeroLanes() { return _mm256_setzero_ps(); }
+inline void StoreLanes(float* p, Lanes v) { _mm256_storeu_ps(p, v); }
+#else
+constexpr int kLanes = 8, kMaxRows = 4;
+#endif
+constexpr int kGemmPanel = 2 * kLanes;  // NR: columns per packed panel
+
+struct Segment {  // A [rows, k] (row stride lda) times a packed [k, NR] panel
+  const float* a;
+  int lda, k;
+  const float* panel;
+};
+
+template <int MR>
+void PanelProduct(const Segment* segments, int count, float* c, int ldc) {
+#if defined(__AVX512F__) || defined(ZOO_AVX2)
+  Lanes acc[MR][2];
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = ZeroLanes();
+  for (int s = 0; s < count; ++s) {
+    const Segment& seg = segments[s];
+    for (int k = 0; k < seg.k; ++k) {
+      const Lanes b0 = LoadLanes(seg.panel + k * kGemmPanel);
+      const Lanes b1 = LoadLanes(seg.panel + k * kGemmPanel + kLanes);
+      for (int r = 0; r < MR; ++r) {
+        const Lanes a = Broadcast(seg.a + static_cast<size_t>(r) * seg.lda + k);
+        acc[r][0] = Fma(a, b0, acc[r][0]);
+        acc[r][1] = Fma(a, b1, acc[r][1]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    StoreLanes(c + static_cast<size_t>(r) * ldc, acc[r][0]);
+    StoreLanes(c + static_cast<size_t>(r) * ldc + kLanes, acc[r][1]);
+  }
+#else
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < kGemmPanel; ++q) {
+      float acc = 0.0f;
+      for (int s = 0; s < count; ++s)
+        for (int k = 0; k < segments[s].k; ++k)
+          acc += segments[s].a[static_cast<size_t>(r) * segments[s].lda + k] *
+                 segments[s].panel[k * kGemmPanel + q];
+      c[static_cast<size_t>(r) * ldc + q] = acc;
+    }
+#endif
+}
+
+template <int MR>
+void PanelProductRows(int rows, const Segment* segments, int count, float* c, int ldc) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return PanelProductRows<MR - 1>(rows, segments, count, c, ldc);
+  }
+  PanelProduct<MR>(segments, count, c, ldc);
+}
+
+// One factor of a batched product: A [rows, k] (row stride k) and B [k, panels * NR]
+// packed by `PackSlice` with padding.
+struct Operand {
+  const float* a;
+  int k;
+  const float* packed;
+};
+
+// C[rows, panels * NR] = sum of the operands' A @ B (one or two): row blocks of up to
+// kMaxRows inside, panels outside, so each panel is reused from cache by every row block.
+void BatchProduct(int rows, std::initializer_list<Operand> operands, int panels, float* c) {
+  const int ldc = panels * kGemmPanel;
+  for (int p = 0; p < panels; ++p) {
+    for (int r = 0; r < rows; r += kMaxRows) {
+      Segment segments[2];
+      int count = 0;
+      for (const Operand& operand : operands)
+        segments[count++] = {operand.a + static_cast<size_t>(r) * operand.k, operand.k,
+                             operand.k, operand.packed + static_cast<size_t>(p) * operand.k * kGemmPanel};
+      PanelProductRows<kMaxRows>(std::min(kMaxRows, rows - r), segments, count,
+                                 c + static_cast<size_t>(r) * ldc + p * kGemmPanel, ldc);
     }
   }
 }
@@ -204,21 +320,24 @@ int ThreadCount(OpKernelContext* context, int units) {
   return std::max(1, std::min(pool, units / 32));
 }
 
-// This thread's columns of a [units, gates * units] kernel, the gate columns
-// g * units + j for g < gates and j in [begin, end) in gate-major order, in
-// `VectorMatrix`'s panel layout.
-std::vector<float> PackSlice(const float* kernel, int units, int gates, int begin, int end) {
+// This thread's columns of a [rows, gates * units] kernel, the gate columns
+// g * units + j for g < gates and j in [begin, end) in gate-major order, in panels of
+// `panel` columns: `VectorMatrix`'s layout, or with `pad` `BatchProduct`'s, whose
+// panels are all full (zero columns at the end).
+std::vector<float> PackSlice(const float* kernel, int rows, int units, int gates, int begin,
+                             int end, int panel, bool pad) {
   const int width = end - begin, columns = gates * width;
-  std::vector<float> packed(static_cast<size_t>(units) * columns);
-  for (int c = 0; c < columns; c += kPanel) {
-    const int panel_width = std::min(kPanel, columns - c);
-    float* panel = packed.data() + static_cast<size_t>(c) * units;
-    for (int k = 0; k < units; ++k) {
+  const int stored = pad ? (columns + panel - 1) / panel * panel : columns;
+  std::vector<float> packed(static_cast<size_t>(rows) * stored, 0.0f);
+  for (int c = 0; c < columns; c += panel) {
+    const int panel_width = std::min(panel, columns - c), stride = pad ? panel : panel_width;
+    float* out = packed.data() + static_cast<size_t>(c) * rows;
+    for (int k = 0; k < rows; ++k) {
       const float* row = kernel + static_cast<size_t>(k) * gates * units;
       for (int q = 0; q < panel_width;) {  // runs of columns that are contiguous in `row`
         const int column = c + q, gate = column / width, unit = column % width;
         const int run = std::min(panel_width - q, width - unit);
-        std::memcpy(panel + static_cast<size_t>(k) * panel_width + q,
+        std::memcpy(out + static_cast<size_t>(k) * stride + q,
                     row + gate * units + begin + unit, run * sizeof(float));
         q += run;
       }
@@ -230,10 +349,28 @@ std::vector<float> PackSlice(const float* kernel, int units, int gates, int begi
 // The inputs every recurrent op shares, checked.
 struct Sequence {
   int steps, batch, units;
-  const float* projected;   // [T, B, gates * U]
+  const float* projected;   // [T, B, gates * U]: x_t @ W + b; or, batched, the inputs [T, B, F]
   const float* kernel;      // [U, gates * U]
   const bool* mask;         // [T, B] or nullptr
+  // Batched (`ZooLstmSequence`): x_t @ W is computed in the step, next to h @ U.
+  int features = 0;
+  const float* input_kernel = nullptr;  // [F, gates * U]
+  const float* bias = nullptr;          // [gates * U]
+  bool batched() const { return input_kernel != nullptr; }
 };
+
+// What a forward pass keeps besides the final states, each [T, B, n] or nullptr.
+struct Kept {
+  float *hs = nullptr, *cs = nullptr, *gates = nullptr;
+};
+
+tensorflow::Status CheckMask(const Tensor& mask, const Tensor& sequence) {
+  if (mask.NumElements() > 0 &&
+      (mask.dims() != 2 || mask.dim_size(0) != sequence.dim_size(0) ||
+       mask.dim_size(1) != sequence.dim_size(1)))
+    return InvalidArgument("mask must be [T, B] or empty, got ", mask.shape().DebugString());
+  return tensorflow::OkStatus();
+}
 
 tensorflow::Status CheckInputs(const Tensor& projected, const Tensor& kernel, const Tensor& h0,
                                const Tensor& mask, int gates, Sequence* sequence) {
@@ -245,63 +382,142 @@ tensorflow::Status CheckInputs(const Tensor& projected, const Tensor& kernel, co
     return InvalidArgument("inconsistent recurrent shapes: projected ",
                            projected.shape().DebugString(), ", kernel ",
                            kernel.shape().DebugString(), ", state ", h0.shape().DebugString());
-  const bool masked = mask.NumElements() > 0;
-  if (masked && (mask.dims() != 2 || mask.dim_size(0) != projected.dim_size(0) ||
-                 mask.dim_size(1) != projected.dim_size(1)))
-    return InvalidArgument("mask must be [T, B] or empty, got ", mask.shape().DebugString());
+  TF_RETURN_IF_ERROR(CheckMask(mask, projected));
   *sequence = {static_cast<int>(projected.dim_size(0)), static_cast<int>(projected.dim_size(1)),
                units, projected.flat<float>().data(), kernel.flat<float>().data(),
-               masked ? mask.flat<bool>().data() : nullptr};
+               mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr};
   return tensorflow::OkStatus();
 }
 
-// The loop both cells share. `Cell` has kGates and
-//   Update(const float* x, const float* hu, int j0, int width, int units, float* h, float* c)
-// which turns step t's input projection x (this row, all gates), this slice's h @ U
-// columns hu ([gates, width]) into the new h (and c) of units [j0, j0 + width).
+tensorflow::Status CheckBatchedInputs(const Tensor& inputs, const Tensor& input_kernel,
+                                      const Tensor& bias, const Tensor& kernel,
+                                      const Tensor& h0, const Tensor& mask, int gates,
+                                      Sequence* sequence) {
+  if (inputs.dims() != 3 || input_kernel.dims() != 2 || bias.dims() != 1 || kernel.dims() != 2 ||
+      h0.dims() != 2)
+    return InvalidArgument("expected inputs [T, B, F], kernel [F, gates*U], bias [gates*U], "
+                           "recurrent_kernel [U, gates*U], state [B, U]");
+  const int units = h0.dim_size(1);
+  if (input_kernel.dim_size(0) != inputs.dim_size(2) ||
+      input_kernel.dim_size(1) != gates * units || bias.dim_size(0) != gates * units ||
+      kernel.dim_size(0) != units || kernel.dim_size(1) != gates * units ||
+      inputs.dim_size(1) != h0.dim_size(0))
+    return InvalidArgument("inconsistent recurrent shapes: inputs ", inputs.shape().DebugString(),
+                           ", kernel ", input_kernel.shape().DebugString(), ", bias ",
+                           bias.shape().DebugString(), ", recurrent_kernel ",
+                           kernel.shape().DebugString(), ", state ", h0.shape().DebugString());
+  TF_RETURN_IF_ERROR(CheckMask(mask, inputs));
+  *sequence = {static_cast<int>(inputs.dim_size(0)), static_cast<int>(inputs.dim_size(1)), units,
+               inputs.flat<float>().data(), kernel.flat<float>().data(),
+               mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr,
+               static_cast<int>(inputs.dim_size(2)), input_kernel.flat<float>().data(),
+               bias.flat<float>().data()};
+  return tensorflow::OkStatus();
+}
+
+// The loop both cells share. `Cell` has kGates, kSeparateInput and
+//   Update(const float* x, int x_stride, const float* hu, int j0, int width, int units,
+//          float* h, float* c, float* gates)
+// which turns step t's input projection of this row's units [j0, j0 + width) (gate g of
+// unit j0 + j at x[g * x_stride + j]) and this slice's h @ U columns hu ([gates, width])
+// into the new h (and c) of those units, and writes the activated gates (and whatever
+// else a backward pass needs) to `gates` (a [kept gates * U] row) if not null.
+// Batched sequences compute x_t @ W inside the step (`BatchProduct`): cells without
+// kSeparateInput get x @ W + h @ U in hu and the bias as x; the others (the GRU, whose
+// h~ needs h @ U alone) get x @ W + b as x.
 template <typename Cell>
 struct Recurrence {
   Sequence seq;
   Cell cell;
-  float *h, *c, *hs;             // outputs: final states (in: initial states), every h
+  float *h, *c;                  // final states (in: initial states)
+  Kept kept;
   std::vector<float> h_other;    // h is double-buffered: step t reads one, writes the other
   std::vector<int> begin;        // slice i holds units [begin[i], begin[i + 1])
-  std::vector<std::vector<float>> packed, products;  // per slice: kernel columns, h @ U
+  // per slice: kernel columns (and the input kernel's, batched), h @ U (+ x @ W) products,
+  // and x @ W + b products (batched, kSeparateInput)
+  std::vector<std::vector<float>> packed, packed_inputs, products, input_products;
   StepClaims claims;
 
-  Recurrence(const Sequence& s, const Cell& cell, float* h, float* c, float* hs, int slices)
-      : seq(s), cell(cell), h(h), c(c), hs(hs),
+  Recurrence(const Sequence& s, const Cell& cell, float* h, float* c, const Kept& kept,
+             int slices)
+      : seq(s), cell(cell), h(h), c(c), kept(kept),
         h_other(h, h + static_cast<size_t>(s.batch) * s.units), begin(slices + 1),
-        packed(slices), products(slices), claims(slices, s.steps) {
+        packed(slices), packed_inputs(slices), products(slices), input_products(slices),
+        claims(slices, s.steps) {
     const int blocks = (s.units + 7) / 8;  // whole 8-unit blocks keep columns vector-aligned
     for (int i = 0; i <= slices; ++i) begin[i] = std::min(s.units, blocks * i / slices * 8);
+  }
+
+  void Prepare(int slice, int j0, int width, int stride) {
+    const int gates = Cell::kGates;
+    if (seq.batched()) {
+      packed[slice] =
+          PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kGemmPanel, true);
+      packed_inputs[slice] = PackSlice(seq.input_kernel, seq.features, seq.units, gates, j0,
+                                       j0 + width, kGemmPanel, true);
+      products[slice].resize(static_cast<size_t>(seq.batch) * stride);
+      if (Cell::kSeparateInput) input_products[slice].resize(products[slice].size());
+    } else {
+      packed[slice] =
+          PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kPanel, false);
+      products[slice].resize(stride);
+    }
+  }
+
+  // This step's products of all rows, batched: [x | h] @ [W; U] or x @ W and h @ U.
+  void BatchProducts(int slice, int t, int panels, const float* current) {
+    const Operand x{seq.projected + static_cast<size_t>(t) * seq.batch * seq.features,
+                    seq.features, packed_inputs[slice].data()};
+    const Operand h{current, seq.units, packed[slice].data()};
+    if (Cell::kSeparateInput) {
+      BatchProduct(seq.batch, {x}, panels, input_products[slice].data());
+      BatchProduct(seq.batch, {h}, panels, products[slice].data());
+    } else {
+      BatchProduct(seq.batch, {x, h}, panels, products[slice].data());
+    }
   }
 
   void Compute(int slice, int t) {
     const int j0 = begin[slice], width = begin[slice + 1] - j0, gates = Cell::kGates;
     if (width == 0) return;
-    if (t == 0) {  // packed by the thread that first computes the slice: into its cache
-      packed[slice] = PackSlice(seq.kernel, seq.units, gates, j0, j0 + width);
-      products[slice].resize(static_cast<size_t>(gates) * width);
-    }
+    const int panels = (gates * width + kGemmPanel - 1) / kGemmPanel;
+    const int stride = seq.batched() ? panels * kGemmPanel : gates * width;  // of products
+    if (t == 0) Prepare(slice, j0, width, stride);  // by the first thread on it: its cache
     const float* current = t % 2 == 0 ? h : h_other.data();
     float* next = t % 2 == 0 ? h_other.data() : h;
+    if (seq.batched()) BatchProducts(slice, t, panels, current);
     for (int b = 0; b < seq.batch; ++b) {
       const float* h_row = current + static_cast<size_t>(b) * seq.units;
       float* next_row = next + static_cast<size_t>(b) * seq.units;
+      float* c_row = c == nullptr ? nullptr : c + static_cast<size_t>(b) * seq.units;
+      const size_t row = static_cast<size_t>(t) * seq.batch + b;  // of [T, B, ...] outputs
       std::memcpy(next_row + j0, h_row + j0, width * sizeof(float));
-      const bool valid = seq.mask == nullptr || seq.mask[static_cast<size_t>(t) * seq.batch + b];
+      const bool valid = seq.mask == nullptr || seq.mask[row];
       if (valid) {  // else the step keeps the previous state
-        VectorMatrix(h_row, packed[slice].data(), seq.units, gates * width,
-                     products[slice].data());
-        const float* x =
-            seq.projected + (static_cast<size_t>(t) * seq.batch + b) * gates * seq.units;
-        cell.Update(x, products[slice].data(), j0, width, seq.units, next_row,
-                    c == nullptr ? nullptr : c + static_cast<size_t>(b) * seq.units);
+        float* hu = products[slice].data() + (seq.batched() ? b * stride : 0);
+        const float* x = seq.projected + row * gates * seq.units + j0;
+        int x_stride = seq.units;
+        if (!seq.batched()) {
+          VectorMatrix(h_row, packed[slice].data(), seq.units, gates * width, hu);
+        } else if (!Cell::kSeparateInput) {
+          x = seq.bias + j0;
+        } else {
+          float* projected = input_products[slice].data() + b * stride;
+          for (int g = 0; g < gates; ++g)
+            for (int j = 0; j < width; ++j) projected[g * width + j] += seq.bias[g * seq.units + j0 + j];
+          x = projected;
+          x_stride = width;
+        }
+        cell.Update(x, x_stride, hu, j0, width, seq.units, next_row, c_row,
+                    kept.gates == nullptr ? nullptr
+                                          : kept.gates + row * Cell::kKeptGates * seq.units);
       }
-      if (hs != nullptr)
-        std::memcpy(hs + (static_cast<size_t>(t) * seq.batch + b) * seq.units + j0,
-                    next_row + j0, width * sizeof(float));
+      auto keep = [&](float* out, const float* from) {
+        if (out != nullptr)
+          std::memcpy(out + row * seq.units + j0, from + j0, width * sizeof(float));
+      };
+      keep(kept.hs, next_row);
+      keep(kept.cs, c_row);
     }
   }
 };
@@ -311,10 +527,10 @@ struct Recurrence {
 // after the caller returned finds the work done and touches nothing else.
 template <typename Cell>
 void RunRecurrence(OpKernelContext* context, const Sequence& seq, const Cell& cell,
-                   float* h, float* c, float* hs) {
+                   float* h, float* c, const Kept& kept) {
   std::lock_guard<std::mutex> one_at_a_time(RecurrenceMutex());
   const int threads = ThreadCount(context, seq.units);
-  auto state = std::make_shared<Recurrence<Cell>>(seq, cell, h, c, hs, threads);
+  auto state = std::make_shared<Recurrence<Cell>>(seq, cell, h, c, kept, threads);
   auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
   for (int i = 1; i < threads; ++i) {
     pool->Schedule([state, i] {
@@ -332,14 +548,17 @@ void RunRecurrence(OpKernelContext* context, const Sequence& seq, const Cell& ce
 // ---------------------------------------------------------------------------------------
 
 struct LstmCell {
-  static constexpr int kGates = 4;
-  void Update(const float* x, const float* hu, int j0, int width, int units, float* h,
-              float* c) const {
-    const float *xi = x + j0, *xf = x + units + j0, *xg = x + 2 * units + j0,
-                *xo = x + 3 * units + j0;
+  static constexpr int kGates = 4, kKeptGates = 4;  // kept: activated i, f, c~, o
+  static constexpr bool kSeparateInput = false;
+  void Update(const float* x, int x_stride, const float* hu, int j0, int width, int units,
+              float* h, float* c, float* gates) const {
+    const float *xi = x, *xf = x + x_stride, *xg = x + 2 * x_stride, *xo = x + 3 * x_stride;
     const float *ui = hu, *uf = hu + width, *ug = hu + 2 * width, *uo = hu + 3 * width;
     float* hj = h + j0;
     float* cj = c + j0;
+    float* kept[4] = {};  // where the activated i, f, c~, o of these units go, if kept
+    if (gates != nullptr)
+      for (int g = 0; g < 4; ++g) kept[g] = gates + g * units + j0;
     ForEachBlock(
         width,
         [&](int j) {
@@ -352,6 +571,12 @@ struct LstmCell {
           __m256 new_c = _mm256_fmadd_ps(f, _mm256_loadu_ps(cj + j), _mm256_mul_ps(i, g));
           _mm256_storeu_ps(cj + j, new_c);
           _mm256_storeu_ps(hj + j, _mm256_mul_ps(o, Tanh8(new_c)));
+          if (gates != nullptr) {
+            _mm256_storeu_ps(kept[0] + j, i);
+            _mm256_storeu_ps(kept[1] + j, f);
+            _mm256_storeu_ps(kept[2] + j, g);
+            _mm256_storeu_ps(kept[3] + j, o);
+          }
 #endif
         },
         [&](int j) {
@@ -359,6 +584,12 @@ struct LstmCell {
                       g = std::tanh(xg[j] + ug[j]), o = Sigmoid(xo[j] + uo[j]);
           cj[j] = f * cj[j] + i * g;
           hj[j] = o * std::tanh(cj[j]);
+          if (gates != nullptr) {
+            kept[0][j] = i;
+            kept[1][j] = f;
+            kept[2][j] = g;
+            kept[3][j] = o;
+          }
         });
   }
 };
@@ -369,15 +600,19 @@ struct LstmCell {
 // ---------------------------------------------------------------------------------------
 
 struct GruCell {
-  static constexpr int kGates = 3;
+  static constexpr int kGates = 3, kKeptGates = 4;  // kept: z, r, h~ and hr's h~ block
+  static constexpr bool kSeparateInput = true;
   const float* recurrent_bias;  // [3U]
-  void Update(const float* x, const float* hu, int j0, int width, int units, float* h,
-              float*) const {
-    const float *xz = x + j0, *xr = x + units + j0, *xh = x + 2 * units + j0;
+  void Update(const float* x, int x_stride, const float* hu, int j0, int width, int units,
+              float* h, float* /*c*/, float* gates) const {
+    const float *xz = x, *xr = x + x_stride, *xh = x + 2 * x_stride;
     const float *bz = recurrent_bias + j0, *br = recurrent_bias + units + j0,
                 *bh = recurrent_bias + 2 * units + j0;
     const float *uz = hu, *ur = hu + width, *uh = hu + 2 * width;
     float* hj = h + j0;
+    float* kept[4] = {};
+    if (gates != nullptr)
+      for (int g = 0; g < 4; ++g) kept[g] = gates + g * units + j0;
     ForEachBlock(
         width,
         [&](int j) {
@@ -385,17 +620,29 @@ struct GruCell {
           auto load = [&](const float* a) { return _mm256_loadu_ps(a + j); };
           __m256 z = Sigmoid8(_mm256_add_ps(load(xz), _mm256_add_ps(load(uz), load(bz))));
           __m256 r = Sigmoid8(_mm256_add_ps(load(xr), _mm256_add_ps(load(ur), load(br))));
-          __m256 candidate =
-              Tanh8(_mm256_fmadd_ps(r, _mm256_add_ps(load(uh), load(bh)), load(xh)));
+          __m256 hr_h = _mm256_add_ps(load(uh), load(bh));
+          __m256 candidate = Tanh8(_mm256_fmadd_ps(r, hr_h, load(xh)));
           // z h + (1 - z) h~ = h~ + z (h - h~)
           __m256 new_h = _mm256_fmadd_ps(z, _mm256_sub_ps(load(hj), candidate), candidate);
           _mm256_storeu_ps(hj + j, new_h);
+          if (gates != nullptr) {
+            _mm256_storeu_ps(kept[0] + j, z);
+            _mm256_storeu_ps(kept[1] + j, r);
+            _mm256_storeu_ps(kept[2] + j, candidate);
+            _mm256_storeu_ps(kept[3] + j, hr_h);
+          }
 #endif
         },
         [&](int j) {
           const float z = Sigmoid(xz[j] + uz[j] + bz[j]), r = Sigmoid(xr[j] + ur[j] + br[j]);
-          const float candidate = std::tanh(xh[j] + r * (uh[j] + bh[j]));
+          const float hr_h = uh[j] + bh[j], candidate = std::tanh(xh[j] + r * hr_h);
           hj[j] = z * hj[j] + (1.0f - z) * candidate;
+          if (gates != nullptr) {
+            kept[0][j] = z;
+            kept[1][j] = r;
+            kept[2][j] = candidate;
+            kept[3][j] = hr_h;
+          }
         });
   }
 };
@@ -450,7 +697,9 @@ class LstmInferenceOp : public RecurrentInferenceOp {
     float* hs = nullptr;
     std::vector<float*> states;
     OP_REQUIRES_OK(context, Allocate(context, seq, {&h0, &c0}, &hs, &states));
-    RunRecurrence(context, seq, LstmCell{}, states[0], states[1], hs);
+    Kept kept;
+    kept.hs = hs;
+    RunRecurrence(context, seq, LstmCell{}, states[0], states[1], kept);
   }
 };
 
@@ -467,7 +716,96 @@ class GruInferenceOp : public RecurrentInferenceOp {
     float* hs = nullptr;
     std::vector<float*> states;
     OP_REQUIRES_OK(context, Allocate(context, seq, {&h0}, &hs, &states));
-    RunRecurrence(context, seq, GruCell{bias.flat<float>().data()}, states[0], nullptr, hs);
+    Kept kept;
+    kept.hs = hs;
+    RunRecurrence(context, seq, GruCell{bias.flat<float>().data()}, states[0], nullptr, kept);
+  }
+};
+
+// The batched ops: x_t @ W inside the step (`BatchProduct`), for inference and, with
+// keep_all, for a training forward pass (every step's h, and c and the activated gates
+// as the XLA loops of zoo.layers.fast_recurrent keep them).
+class BatchedSequenceOp : public OpKernel {
+ public:
+  explicit BatchedSequenceOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("return_sequences", &return_sequences_));
+    OP_REQUIRES_OK(context, context->GetAttr("keep_all", &keep_all_));
+  }
+
+  bool IsExpensive() override { return false; }  // as RecurrentInferenceOp
+
+ protected:
+  // Output `index`, [steps, batch, width] zeros (kept values of masked steps stay 0);
+  // nullptr if it has no steps or could not be allocated (then the status says why).
+  float* Output(OpKernelContext* context, int index, int steps, int batch, int width) {
+    Tensor* out = nullptr;
+    auto status = context->allocate_output(index, TensorShape({steps, batch, width}), &out);
+    if (!status.ok()) return context->SetStatus(status), nullptr;
+    std::fill_n(out->flat<float>().data(), out->NumElements(), 0.0f);
+    return steps > 0 ? out->flat<float>().data() : nullptr;
+  }
+
+  // Output `index`, a state initialized from `initial`.
+  float* State(OpKernelContext* context, int index, const Tensor& initial) {
+    Tensor* out = nullptr;
+    auto status = context->allocate_output(index, initial.shape(), &out);
+    if (!status.ok()) return context->SetStatus(status), nullptr;
+    std::memcpy(out->flat<float>().data(), initial.flat<float>().data(),
+                initial.NumElements() * sizeof(float));
+    return out->flat<float>().data();
+  }
+
+  int OutputSteps(const Sequence& seq) const {
+    return return_sequences_ || keep_all_ ? seq.steps : 0;
+  }
+  int KeptSteps(const Sequence& seq) const { return keep_all_ ? seq.steps : 0; }
+
+  bool return_sequences_ = true, keep_all_ = false;
+};
+
+class LstmSequenceOp : public BatchedSequenceOp {
+ public:
+  using BatchedSequenceOp::BatchedSequenceOp;
+  void Compute(OpKernelContext* context) override {
+    const Tensor &inputs = context->input(0), &kernel = context->input(1),
+                 &bias = context->input(2), &recurrent_kernel = context->input(3),
+                 &h0 = context->input(4), &c0 = context->input(5), &mask = context->input(6);
+    Sequence seq;
+    OP_REQUIRES_OK(context, CheckBatchedInputs(inputs, kernel, bias, recurrent_kernel, h0, mask,
+                                               LstmCell::kGates, &seq));
+    OP_REQUIRES(context, c0.shape() == h0.shape(),
+                InvalidArgument("h0 and c0 must have one shape"));
+    Kept kept;
+    kept.hs = Output(context, 0, OutputSteps(seq), seq.batch, seq.units);
+    float* h = State(context, 1, h0);
+    float* c = State(context, 2, c0);
+    kept.cs = Output(context, 3, KeptSteps(seq), seq.batch, seq.units);
+    kept.gates = Output(context, 4, KeptSteps(seq), seq.batch, LstmCell::kKeptGates * seq.units);
+    if (!context->status().ok()) return;
+    RunRecurrence(context, seq, LstmCell{}, h, c, kept);
+  }
+};
+
+class GruSequenceOp : public BatchedSequenceOp {
+ public:
+  using BatchedSequenceOp::BatchedSequenceOp;
+  void Compute(OpKernelContext* context) override {
+    const Tensor &inputs = context->input(0), &kernel = context->input(1),
+                 &input_bias = context->input(2), &recurrent_kernel = context->input(3),
+                 &recurrent_bias = context->input(4), &h0 = context->input(5),
+                 &mask = context->input(6);
+    Sequence seq;
+    OP_REQUIRES_OK(context, CheckBatchedInputs(inputs, kernel, input_bias, recurrent_kernel, h0,
+                                               mask, GruCell::kGates, &seq));
+    OP_REQUIRES(context, recurrent_bias.shape() == input_bias.shape(),
+                InvalidArgument("recurrent_bias must be [3U], got ",
+                                recurrent_bias.shape().DebugString()));
+    Kept kept;
+    kept.hs = Output(context, 0, OutputSteps(seq), seq.batch, seq.units);
+    float* h = State(context, 1, h0);
+    kept.gates = Output(context, 2, KeptSteps(seq), seq.batch, GruCell::kKeptGates * seq.units);
+    if (!context->status().ok()) return;
+    RunRecurrence(context, seq, GruCell{recurrent_bias.flat<float>().data()}, h, nullptr, kept);
   }
 };
 
@@ -512,7 +850,64 @@ REGISTER_OP("ZooGruInference")
       return SequenceShapes(c, 3, 1);
     });
 
+// Shapes of the batched ops' outputs: hs, the states, then kept [T, B, n * U] values.
+tensorflow::Status BatchedShapes(tensorflow::shape_inference::InferenceContext* c,
+                                 int state_input, int states, std::vector<int> kept_units) {
+  bool return_sequences, keep_all;
+  TF_RETURN_IF_ERROR(c->GetAttr("return_sequences", &return_sequences));
+  TF_RETURN_IF_ERROR(c->GetAttr("keep_all", &keep_all));
+  auto state = c->input(state_input);
+  auto steps = c->Dim(c->input(0), 0), none = c->MakeDim(0);
+  auto batch = c->Dim(state, 0), units = c->Dim(state, 1);
+  c->set_output(0, c->MakeShape({return_sequences || keep_all ? steps : none, batch, units}));
+  for (int i = 1; i <= states; ++i) c->set_output(i, state);
+  for (size_t i = 0; i < kept_units.size(); ++i) {
+    tensorflow::shape_inference::DimensionHandle width;
+    TF_RETURN_IF_ERROR(c->Multiply(units, kept_units[i], &width));
+    c->set_output(states + 1 + i, c->MakeShape({keep_all ? steps : none, batch, width}));
+  }
+  return tensorflow::OkStatus();
+}
+
+REGISTER_OP("ZooLstmSequence")
+    .Input("inputs: float")            // [T, B, F]
+    .Input("kernel: float")            // [F, 4U]
+    .Input("bias: float")              // [4U]
+    .Input("recurrent_kernel: float")  // [U, 4U]
+    .Input("h0: float")                // [B, U]
+    .Input("c0: float")                // [B, U]
+    .Input("mask: bool")               // [T, B]; empty: every step is valid
+    .Attr("return_sequences: bool = true")
+    .Attr("keep_all: bool = false")
+    .Output("hs: float")     // [T, B, U]; [0, B, U] without return_sequences or keep_all
+    .Output("h: float")
+    .Output("c: float")
+    .Output("cs: float")     // [T, B, U] with keep_all, else [0, B, U]
+    .Output("gates: float")  // [T, B, 4U]: activated i, f, c~, o with keep_all, else [0, B, 4U]
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      return BatchedShapes(c, 4, 2, {1, 4});
+    });
+
+REGISTER_OP("ZooGruSequence")
+    .Input("inputs: float")            // [T, B, F]
+    .Input("kernel: float")            // [F, 3U]
+    .Input("input_bias: float")        // [3U]
+    .Input("recurrent_kernel: float")  // [U, 3U]
+    .Input("recurrent_bias: float")    // [3U]
+    .Input("h0: float")                // [B, U]
+    .Input("mask: bool")               // [T, B]; empty: every step is valid
+    .Attr("return_sequences: bool = true")
+    .Attr("keep_all: bool = false")
+    .Output("hs: float")     // [T, B, U]; [0, B, U] without return_sequences or keep_all
+    .Output("h: float")
+    .Output("gates: float")  // [T, B, 4U]: z, r, h~, (h @ U + b)'s h~ block with keep_all
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      return BatchedShapes(c, 5, 1, {4});
+    });
+
 REGISTER_KERNEL_BUILDER(Name("ZooLstmInference").Device(tensorflow::DEVICE_CPU), LstmInferenceOp);
 REGISTER_KERNEL_BUILDER(Name("ZooGruInference").Device(tensorflow::DEVICE_CPU), GruInferenceOp);
+REGISTER_KERNEL_BUILDER(Name("ZooLstmSequence").Device(tensorflow::DEVICE_CPU), LstmSequenceOp);
+REGISTER_KERNEL_BUILDER(Name("ZooGruSequence").Device(tensorflow::DEVICE_CPU), GruSequenceOp);
 
 }  // namespace zoo
