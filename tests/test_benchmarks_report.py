@@ -70,6 +70,18 @@ def test_recurrent_table_has_rates_ratios_and_percent_of_peak():
     assert "| keras stock | 2,000 | 0.50x |" in table
 
 
+def test_percent_of_peak_uses_the_peak_measured_alongside():
+    results = _results()
+    for row in results["recurrent"]["rows"]:
+        row["peak_alongside_gflops"] = 50.0 if row["mode"] == "training" else None
+    table = report.recurrent_tables(results)
+    # training 30 GFLOP/s of the 50 measured alongside; the others of the run's peak (100)
+    assert ("| **zoo fast (default)** | 5,000 | 1.25x | 60.0% | 8,000 | 0.80x | 30.0% "
+            "| 1.00 | 2.00x | 30.0% |") in table
+    assert "Matmul peak measured alongside (GFLOP/s): training 50.0." in table
+    assert "60.0% met" in report.targets_table(results)
+
+
 def test_options_table_compares_each_option_with_its_alternative():
     table = report.options_table(_results())
     native = next(line for line in table.splitlines() if line.startswith("| native loops"))
