@@ -128,8 +128,8 @@ class Recurrent:
         return base["seconds"] / row["seconds"]
 
     def pct_peak(self, cell, steps, mode, impl):
-        """% of the matmul peak measured alongside (files before 05:10 UTC on 2026-11-24:
-        of the run's best peak)."""
+        """% of the matmul peak measured alongside (of the run's best peak in results
+        files from before it was measured alongside)."""
         row = self.row(cell, steps, mode, impl)
         if row is None:
             return None
