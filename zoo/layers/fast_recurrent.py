@@ -65,10 +65,6 @@ DEFAULT_JIT_COMPILE = True
 # rows); batches between 2 and 64 are unmeasured.
 HOIST_MAX_BATCH = 2
 
-# Larger batches run the native batched loops (`zoo.layers.native`) for inference and the
-# forward pass of training, where they are available.
-NATIVE_BATCHED = True
-
 
 # --------------------------------------------------------------------------------------
 # Small helpers shared by both kernels (time-major tensors: [T, B, ...]).
@@ -222,11 +218,11 @@ def _native_ops(keep, hoist, tensors):
     for larger batches in inference and as the forward pass of training, whose
     backward pass stays the XLA loop.
     """
-    if _in_xla_context() or any(t is not None and t.dtype != tf.float32 for t in tensors):
+    if (hoist and keep == "all") or _in_xla_context():
         return None
-    if hoist:
-        return None if keep == "all" else native.recurrent_ops()
-    return native.recurrent_ops() if NATIVE_BATCHED else None
+    if any(t is not None and t.dtype != tf.float32 for t in tensors):
+        return None
+    return native.recurrent_ops()
 
 
 def _native_mask(mask):

@@ -3,7 +3,7 @@
 At batch 1 a recurrent step is a vector-matrix product that XLA and TF run on
 one core, streaming the whole recurrent kernel from the shared L3 cache every
 step; at batch 64 it is a small matrix product that XLA's dot runs well below
-the machine's matmul peak. `recurrent_inference.cc` splits the gate columns
+the machine's matmul peak. `recurrent_loops.cc` splits the gate columns
 between threads, so that each core keeps its slice of the kernels in its own
 L2, and runs every step's product there (a register-blocked matrix kernel for
 batches). `zoo.layers.fast_recurrent` uses the ops outside XLA-compiled
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-SOURCE = Path(__file__).with_name("recurrent_inference.cc")
+SOURCE = Path(__file__).with_name("recurrent_loops.cc")
 SWITCH = "ZOO_NATIVE_KERNELS"  # "0" turns the native kernels off
 # -march=native: the library is built on the machine that runs it.
 CXX_FLAGS = ["-std=c++17", "-O3", "-march=native", "-shared", "-fPIC", "-w"]
@@ -55,7 +55,7 @@ def _library_path(compiler):
     for part in (SOURCE.read_bytes(), tf.__version__.encode(), compiler.encode(),
                  " ".join(CXX_FLAGS).encode()):
         key.update(part)
-    return cache_dir() / "native" / f"recurrent_inference-{key.hexdigest()[:16]}.so"
+    return cache_dir() / "native" / f"recurrent_loops-{key.hexdigest()[:16]}.so"
 
 
 def _build(compiler, target):

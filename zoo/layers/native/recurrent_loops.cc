@@ -776,13 +776,15 @@ class BatchedSequenceOp : public OpKernel {
   bool IsExpensive() override { return false; }  // as RecurrentInferenceOp
 
  protected:
-  // Output `index`, [steps, batch, width] zeros (kept values of masked steps stay 0);
-  // nullptr if it has no steps or could not be allocated (then the status says why).
-  float* Output(OpKernelContext* context, int index, int steps, int batch, int width) {
+  // Output `index`, [steps, batch, width]; nullptr if it has no steps or could not be
+  // allocated (then the status says why). The loop writes every h and c; the gates of
+  // masked steps are never computed, so `zeros` fills them first.
+  float* Output(OpKernelContext* context, int index, int steps, int batch, int width,
+                bool zeros = false) {
     Tensor* out = nullptr;
     auto status = context->allocate_output(index, TensorShape({steps, batch, width}), &out);
     if (!status.ok()) return context->SetStatus(status), nullptr;
-    std::fill_n(out->flat<float>().data(), out->NumElements(), 0.0f);
+    if (zeros) std::fill_n(out->flat<float>().data(), out->NumElements(), 0.0f);
     return steps > 0 ? out->flat<float>().data() : nullptr;
   }
 
@@ -821,7 +823,8 @@ class LstmSequenceOp : public BatchedSequenceOp {
     float* h = State(context, 1, h0);
     float* c = State(context, 2, c0);
     kept.cs = Output(context, 3, KeptSteps(seq), seq.batch, seq.units);
-    kept.gates = Output(context, 4, KeptSteps(seq), seq.batch, LstmCell::kKeptGates * seq.units);
+    kept.gates = Output(context, 4, KeptSteps(seq), seq.batch, LstmCell::kKeptGates * seq.units,
+                        seq.mask != nullptr);
     if (!context->status().ok()) return;
     RunRecurrence(context, seq, LstmCell{}, h, c, kept);
   }
@@ -844,7 +847,8 @@ class GruSequenceOp : public BatchedSequenceOp {
     Kept kept;
     kept.hs = Output(context, 0, OutputSteps(seq), seq.batch, seq.units);
     float* h = State(context, 1, h0);
-    kept.gates = Output(context, 2, KeptSteps(seq), seq.batch, GruCell::kKeptGates * seq.units);
+    kept.gates = Output(context, 2, KeptSteps(seq), seq.batch, GruCell::kKeptGates * seq.units,
+                        seq.mask != nullptr);
     if (!context->status().ok()) return;
     RunRecurrence(context, seq, GruCell{recurrent_bias.flat<float>().data()}, h, nullptr, kept);
   }
