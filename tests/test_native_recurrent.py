@@ -67,12 +67,13 @@ def _xla_and_native(ops, cell, w, keep, mask, hoist=True):
     return expected + _comparable(kept, mask), actual + _comparable(nkept, mask)
 
 
-# units: one thread's slice (6, no whole 8-float block), two slices of whole panels and
-# partial ones (72), slices that end mid-block (70).
+# Tiny batches, x @ W + b of all steps before the loop: T * B rows of one row block (9)
+# and of two with a remainder (18); units: one thread's slice (6, no whole 8-float
+# block), two slices of whole panels and partial ones (72), slices that end mid-block (70).
 @pytest.mark.parametrize("units", [6, 70, 72])
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
-@pytest.mark.parametrize("keep", ["outputs", "last"])
+@pytest.mark.parametrize("keep", ["all", "outputs", "last"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, units):
     w = _weights(cell, units, batch)
@@ -120,7 +121,7 @@ def _count_native_calls(monkeypatch, cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_fast_layers_run_native_for_tiny_inference_batches(ops, cell, monkeypatch):
+def test_fast_layers_run_native_in_inference(ops, cell, monkeypatch):
     stock, fast = _layer_pair(cell, return_sequences=True, go_backwards=True)
     calls = _count_native_calls(monkeypatch, cell)
     x = tf.constant(np.random.default_rng(2).normal(size=(1, T, F)).astype("float32"))
@@ -129,20 +130,19 @@ def test_fast_layers_run_native_for_tiny_inference_batches(ops, cell, monkeypatc
                                **TOLERANCE)
     assert calls, "a batch of one in inference should take the native loop"
     calls.clear()
-    fast(tf.concat([x] * 8, axis=0))  # larger batches: the batched native loop
+    batch = tf.concat([x] * 8, axis=0)  # larger batches: x_t @ W inside the native step
+    np.testing.assert_allclose(fast(batch).numpy(), stock(batch).numpy(), **TOLERANCE)
     assert calls
-    calls.clear()
-    fast(x, training=True)            # tiny batches train on the XLA loops
-    assert not calls
 
 
+@pytest.mark.parametrize("batch", [1, 8], ids=["hoisted", "per-step"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_batched_layers_train_on_the_native_forward_pass(ops, cell, monkeypatch):
-    """Larger batches run the native forward pass in training and the XLA backward."""
+def test_layers_train_on_the_native_forward_pass(ops, cell, batch, monkeypatch):
+    """Training runs the native forward pass and the XLA backward: stock gradients."""
     stock, fast = _layer_pair(cell, return_sequences=True)
     calls = _count_native_calls(monkeypatch, cell)
-    x = tf.constant(np.random.default_rng(6).normal(size=(8, T, F)).astype("float32"))
-    mask = tf.constant(np.random.default_rng(7).random((8, T)) > 0.3)
+    x = tf.constant(np.random.default_rng(6).normal(size=(batch, T, F)).astype("float32"))
+    mask = tf.constant(np.random.default_rng(7).random((batch, T)) > 0.3)
     grads = []
     for layer in (stock, fast):
         with tf.GradientTape() as tape:
@@ -185,10 +185,10 @@ def test_xla_compiled_callers_get_the_xla_loop(ops, cell, monkeypatch):
 def test_concurrent_calls_give_the_same_results(ops):
     """Recurrences from several threads (a Bidirectional layer's two directions, say)."""
     w = _weights("lstm", 72, 1)
-    projected = fast_recurrent._project(w["inputs"], w["kernel"], w["bias"])
     no_mask = tf.zeros([0, 0], tf.bool)
-    run = lambda: ops.zoo_lstm_inference(projected, w["recurrent_kernel"], w["h0"], w["c0"],
-                                         no_mask)[0].numpy()
+    run = lambda: ops.zoo_lstm_sequence(w["inputs"], w["kernel"], w["bias"],
+                                        w["recurrent_kernel"], w["h0"], w["c0"], no_mask,
+                                        hoist_inputs=True)[0].numpy()
     expected, results = run(), []
     threads = [threading.Thread(target=lambda: results.extend(run() for _ in range(20)))
                for _ in range(4)]
@@ -203,24 +203,18 @@ def test_concurrent_calls_give_the_same_results(ops):
 
 def test_bad_shapes_are_clear_errors(ops):
     w = _weights("lstm", 8, 1)
-    projected = fast_recurrent._project(w["inputs"], w["kernel"], w["bias"])
     no_mask = tf.zeros([0, 0], tf.bool)
+    lstm = (w["inputs"], w["kernel"], w["bias"], w["recurrent_kernel"], w["h0"], w["c0"])
     with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent recurrent shapes"):
-        ops.zoo_lstm_inference(projected, w["recurrent_kernel"][:, :8], w["h0"], w["c0"],
-                               no_mask)
+        ops.zoo_lstm_sequence(*lstm[:3], w["recurrent_kernel"][:, :8], *lstm[4:], no_mask)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent recurrent shapes"):
+        ops.zoo_lstm_sequence(*lstm[:2], w["bias"][:-1], *lstm[3:], no_mask)
     with pytest.raises(tf.errors.InvalidArgumentError, match="mask must be"):
-        ops.zoo_lstm_inference(projected, w["recurrent_kernel"], w["h0"], w["c0"],
-                               tf.ones([2, 1], tf.bool))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_bias"):
-        ops.zoo_gru_inference(projected[..., :24], w["recurrent_kernel"][:, :24],
-                              tf.zeros([5]), w["h0"], no_mask)
-    batched = (w["inputs"], w["kernel"], w["bias"], w["recurrent_kernel"], w["h0"], w["c0"])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent recurrent shapes"):
-        ops.zoo_lstm_sequence(*batched[:2], w["bias"][:-1], *batched[3:], no_mask)
+        ops.zoo_lstm_sequence(*lstm, tf.ones([2, 1], tf.bool), hoist_inputs=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected inputs"):
-        ops.zoo_lstm_sequence(w["inputs"][0], *batched[1:], no_mask)
+        ops.zoo_lstm_sequence(w["inputs"][0], *lstm[1:], no_mask)
     with pytest.raises(tf.errors.InvalidArgumentError, match="h0 and c0"):
-        ops.zoo_lstm_sequence(*batched[:5], w["c0"][:, :4], no_mask)
+        ops.zoo_lstm_sequence(*lstm[:5], w["c0"][:, :4], no_mask)
     gru = _weights("gru", 8, 2)
     with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_bias"):
         ops.zoo_gru_sequence(gru["inputs"], gru["kernel"], gru["bias"], gru["recurrent_kernel"],

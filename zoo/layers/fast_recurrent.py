@@ -19,9 +19,8 @@ do what cuDNN does on a GPU:
 * outside XLA-compiled functions the forward loop is a native op
   (`zoo.layers.native`, C++ built on first use) that splits each step's
   product across the cores, each keeping its slice of the kernels in its own
-  cache: inference on those tiny batches, and inference and the forward pass
-  of training on larger ones (the backward pass stays the XLA loop); the XLA
-  loops run when no C++ compiler is found.
+  cache, in inference and as the forward pass of training (the backward pass
+  stays the XLA loop); the XLA loops run when no C++ compiler is found.
 
 What stays the same as the stock layers: the variables (`kernel`,
 `recurrent_kernel`, `bias`, same shapes, names and gate order), so a checkpoint
@@ -210,15 +209,14 @@ def _in_xla_context():
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
-def _native_ops(keep, hoist, tensors):
+def _native_ops(tensors):
     """The native op library if this forward pass can run it, else None.
 
     The native loops (`zoo.layers.native`) run in float32 outside XLA-compiled
-    functions: for tiny batches (the ones that hoist x @ W) in inference, and
-    for larger batches in inference and as the forward pass of training, whose
+    functions, for inference and as the forward pass of training, whose
     backward pass stays the XLA loop.
     """
-    if (hoist and keep == "all") or _in_xla_context():
+    if _in_xla_context():
         return None
     if any(t is not None and t.dtype != tf.float32 for t in tensors):
         return None
@@ -231,33 +229,23 @@ def _native_mask(mask):
 
 
 def _native_lstm_forward(ops, inputs, kernel, bias, mask, h0, c0, recurrent_kernel, keep, hoist):
-    """`_lstm_forward` by a native op: (h_last, c_last, kept).
+    """`_lstm_forward` by the native op: (h_last, c_last, kept).
 
-    Tiny batches run the op that takes x @ W + b hoisted (one big matmul);
-    others the batched op, which computes x_t @ W inside each step.
+    With `hoist` the op computes x @ W + b of all steps before its loop (each
+    thread its own gate columns); otherwise x_t @ W inside each step.
     """
-    if hoist:
-        hs, h, c = ops.zoo_lstm_inference(_project(inputs, kernel, bias), recurrent_kernel, h0,
-                                          c0, _native_mask(mask),
-                                          return_sequences=keep == "outputs")
-        return h, c, ({"h": hs} if keep == "outputs" else {})
     hs, h, c, cs, gates = ops.zoo_lstm_sequence(
         inputs, kernel, bias, recurrent_kernel, h0, c0, _native_mask(mask),
-        return_sequences=keep == "outputs", keep_all=keep == "all")
+        return_sequences=keep == "outputs", keep_all=keep == "all", hoist_inputs=hoist)
     return h, c, {"last": {}, "outputs": {"h": hs}, "all": {"h": hs, "c": cs, "gates": gates}}[keep]
 
 
 def _native_gru_forward(ops, inputs, kernel, input_bias, mask, h0, recurrent_kernel,
                         recurrent_bias, keep, hoist):
-    """`_gru_forward` by a native op: (h_last, kept), as `_native_lstm_forward`."""
-    if hoist:
-        hs, h = ops.zoo_gru_inference(_project(inputs, kernel, input_bias), recurrent_kernel,
-                                      recurrent_bias, h0, _native_mask(mask),
-                                      return_sequences=keep == "outputs")
-        return h, ({"h": hs} if keep == "outputs" else {})
+    """`_gru_forward` by the native op: (h_last, kept), as `_native_lstm_forward`."""
     hs, h, gates = ops.zoo_gru_sequence(
         inputs, kernel, input_bias, recurrent_kernel, recurrent_bias, h0, _native_mask(mask),
-        return_sequences=keep == "outputs", keep_all=keep == "all")
+        return_sequences=keep == "outputs", keep_all=keep == "all", hoist_inputs=hoist)
     return h, {"last": {}, "outputs": {"h": hs}, "all": {"h": hs, "gates": gates}}[keep]
 
 
@@ -340,8 +328,8 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
             so that only dense tensors cross the XLA boundary).
         hoist: compute `x @ kernel + bias` for all steps before the loop (True)
             or inside it (False); None: `_hoist`'s rule.
-        use_native: run the native inference loop (`zoo.layers.native`) where it
-            applies: inference with x @ W hoisted, float32, outside XLA.
+        use_native: run the forward loop natively (`zoo.layers.native`) where it
+            can: float32, outside XLA-compiled functions.
 
     Returns:
         (hs, h_last, c_last): h of every step [T, B, U] (None unless
@@ -351,7 +339,7 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
     backward = _compiled(_lstm_backward, jit_compile)
     keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
 
-    ops = use_native and _native_ops(keep, hoist, (inputs, kernel, bias, h0, c0, recurrent_kernel))
+    ops = use_native and _native_ops((inputs, kernel, bias, h0, c0, recurrent_kernel))
 
     @tf.custom_gradient
     def run(inputs, kernel, bias, h0, c0, recurrent_kernel):
@@ -484,7 +472,7 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
     keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
 
     ops = use_native and _native_ops(
-        keep, hoist, (inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias))
+        (inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias))
 
     @tf.custom_gradient
     def run(inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias):

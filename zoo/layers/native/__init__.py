@@ -6,10 +6,10 @@ step; at batch 64 it is a small matrix product that XLA's dot runs well below
 the machine's matmul peak. `recurrent_loops.cc` splits the gate columns
 between threads, so that each core keeps its slice of the kernels in its own
 L2, and runs every step's product there (a register-blocked matrix kernel for
-batches). `zoo.layers.fast_recurrent` uses the ops outside XLA-compiled
-functions: for inference, and for the forward pass of training on batches
-larger than `fast_recurrent.HOIST_MAX_BATCH` (the backward pass stays an XLA
-loop).
+batches; for tiny ones each thread first projects the inputs of every step
+onto its columns). `zoo.layers.fast_recurrent` uses the ops outside
+XLA-compiled functions: for inference, and for the forward pass of training
+(the backward pass stays an XLA loop).
 
 The library is compiled on first use with the system C++ compiler (`$CXX`,
 default `g++`) against the installed TensorFlow's headers, about 10 s, and
@@ -77,8 +77,7 @@ def _build(compiler, target):
 
 @functools.cache
 def recurrent_ops():
-    """The op library (`zoo_lstm_inference`, `zoo_gru_inference` for tiny batches,
-    `zoo_lstm_sequence`, `zoo_gru_sequence` for larger ones), or None.
+    """The op library (`zoo_lstm_sequence`, `zoo_gru_sequence`), or None.
 
     None (with the reason in `unavailable_reason()`, logged once) when
     `ZOO_NATIVE_KERNELS=0`, when no C++ compiler is found, or when the build

@@ -1,19 +1,20 @@
-// Native LSTM / GRU loops on a CPU, as TensorFlow custom ops.
+// Native LSTM / GRU loops on a CPU, as TensorFlow custom ops (ZooLstmSequence,
+// ZooGruSequence).
 //
-// Tiny batches (ZooLstmInference, ZooGruInference): at batch 1 a recurrent step is a
-// [1, U] x [U, nU] vector-matrix product. XLA and TF run it on one core, streaming the
-// whole recurrent kernel (1 MB at U=256, LSTM) from the shared L3 cache every step. Here
-// the gate columns are split between the worker threads: each thread packs its slice of
-// the kernel once per call (which also loads it into that core's own L2), then every
-// step multiplies only its slice, updates its own units, and meets the other threads
-// before the next step. These ops take x_t @ W + b precomputed for all steps (one big
-// matmul, done by TF).
-//
-// Larger batches (ZooLstmSequence, ZooGruSequence): a step is a [B, F + U] x [F + U, nU]
-// matrix product, which XLA's dot runs at about 70% of this machine's matmul peak. The
-// same column split feeds a register-blocked kernel (`BatchProduct`) that keeps both
-// kernels' slices in each core's L2 and computes x_t @ W next to h @ U inside the step.
-// With keep_all they also keep what the backward pass needs, so training runs its
+// A recurrent step multiplies [x_t | h] by the kernels: at batch 64 a small matrix
+// product that XLA's dot runs at about 70% of this machine's matmul peak, at batch 1 a
+// vector-matrix product that XLA and TF run on one core, streaming the whole recurrent
+// kernel (1 MB at U=256, LSTM) from the shared L3 cache every step. Here the gate
+// columns are split between the worker threads: each thread packs its slice of the
+// kernels once per call (which also loads it into that core's own L2), then every step
+// multiplies only its slice, updates its own units, and meets the other threads before
+// the next step.
+// - Batches: a register-blocked kernel (`BatchProduct`) computes x_t @ W next to h @ U
+//   inside the step.
+// - Tiny batches (hoist_inputs): each thread first computes x @ W + b of every step
+//   for its columns with the same kernel, as one [T * B, F] product; the steps then
+//   run `VectorMatrix`, which streams the recurrent slice at the L2's bandwidth.
+// With keep_all the ops also keep what the backward pass needs, so training runs its
 // forward pass here and its backward pass in zoo.layers.fast_recurrent's XLA loop.
 //
 // All compute what zoo.layers.fast_recurrent's XLA loops compute (Keras gate order; GRU
@@ -392,17 +393,18 @@ std::vector<float> PackSlice(const float* kernel, int rows, int units, int gates
   return packed;
 }
 
-// The inputs every recurrent op shares, checked.
+// A recurrent op's inputs, checked.
 struct Sequence {
-  int steps, batch, units;
-  const float* projected;   // [T, B, gates * U]: x_t @ W + b; or, batched, the inputs [T, B, F]
-  const float* kernel;      // [U, gates * U]
-  const bool* mask;         // [T, B] or nullptr
-  // Batched (`ZooLstmSequence`): x_t @ W is computed in the step, next to h @ U.
-  int features = 0;
-  const float* input_kernel = nullptr;  // [F, gates * U]
-  const float* bias = nullptr;          // [gates * U]
-  bool batched() const { return input_kernel != nullptr; }
+  int steps, batch, units, features;
+  const float* inputs;        // [T, B, F]
+  const float* input_kernel;  // [F, gates * U]
+  const float* bias;          // [gates * U]
+  const float* kernel;        // [U, gates * U]
+  const bool* mask;           // [T, B] or nullptr
+  // Tiny batches: x @ W + b of every step is computed before the loop (each thread its
+  // own columns, as one [T * B, F] product), and h @ U by `VectorMatrix` in the step.
+  // Otherwise `BatchProduct` computes x_t @ W next to h @ U inside each step.
+  bool hoist_inputs = false;
 };
 
 // What a forward pass keeps besides the final states, each [T, B, n] or nullptr.
@@ -418,24 +420,7 @@ tensorflow::Status CheckMask(const Tensor& mask, const Tensor& sequence) {
   return tensorflow::OkStatus();
 }
 
-tensorflow::Status CheckInputs(const Tensor& projected, const Tensor& kernel, const Tensor& h0,
-                               const Tensor& mask, int gates, Sequence* sequence) {
-  if (projected.dims() != 3 || kernel.dims() != 2 || h0.dims() != 2)
-    return InvalidArgument("expected projected [T, B, gates*U], kernel [U, gates*U], state [B, U]");
-  const int units = h0.dim_size(1);
-  if (kernel.dim_size(0) != units || kernel.dim_size(1) != gates * units ||
-      projected.dim_size(2) != gates * units || projected.dim_size(1) != h0.dim_size(0))
-    return InvalidArgument("inconsistent recurrent shapes: projected ",
-                           projected.shape().DebugString(), ", kernel ",
-                           kernel.shape().DebugString(), ", state ", h0.shape().DebugString());
-  TF_RETURN_IF_ERROR(CheckMask(mask, projected));
-  *sequence = {static_cast<int>(projected.dim_size(0)), static_cast<int>(projected.dim_size(1)),
-               units, projected.flat<float>().data(), kernel.flat<float>().data(),
-               mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr};
-  return tensorflow::OkStatus();
-}
-
-tensorflow::Status CheckBatchedInputs(const Tensor& inputs, const Tensor& input_kernel,
+tensorflow::Status CheckInputs(const Tensor& inputs, const Tensor& input_kernel,
                                       const Tensor& bias, const Tensor& kernel,
                                       const Tensor& h0, const Tensor& mask, int gates,
                                       Sequence* sequence) {
@@ -454,10 +439,10 @@ tensorflow::Status CheckBatchedInputs(const Tensor& inputs, const Tensor& input_
                            kernel.shape().DebugString(), ", state ", h0.shape().DebugString());
   TF_RETURN_IF_ERROR(CheckMask(mask, inputs));
   *sequence = {static_cast<int>(inputs.dim_size(0)), static_cast<int>(inputs.dim_size(1)), units,
-               inputs.flat<float>().data(), kernel.flat<float>().data(),
-               mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr,
-               static_cast<int>(inputs.dim_size(2)), input_kernel.flat<float>().data(),
-               bias.flat<float>().data()};
+               static_cast<int>(inputs.dim_size(2)), inputs.flat<float>().data(),
+               input_kernel.flat<float>().data(), bias.flat<float>().data(),
+               kernel.flat<float>().data(),
+               mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr};
   return tensorflow::OkStatus();
 }
 
@@ -468,9 +453,9 @@ tensorflow::Status CheckBatchedInputs(const Tensor& inputs, const Tensor& input_
 // unit j0 + j at x[g * x_stride + j]) and this slice's h @ U columns hu ([gates, width])
 // into the new h (and c) of those units, and writes the activated gates (and whatever
 // else a backward pass needs) to `gates` (a [kept gates * U] row) if not null.
-// Batched sequences compute x_t @ W inside the step (`BatchProduct`): cells without
-// kSeparateInput get x @ W + h @ U in hu and the bias as x; the others (the GRU, whose
-// h~ needs h @ U alone) get x @ W + b as x.
+// Hoisted, x is the precomputed x @ W + b. Otherwise cells without kSeparateInput get
+// x_t @ W + h @ U in hu and the bias as x; the others (the GRU, whose h~ needs h @ U
+// alone) get x_t @ W + b as x.
 template <typename Cell>
 struct Recurrence {
   Sequence seq;
@@ -479,8 +464,8 @@ struct Recurrence {
   Kept kept;
   std::vector<float> h_other;    // h is double-buffered: step t reads one, writes the other
   std::vector<int> begin;        // slice i holds units [begin[i], begin[i + 1])
-  // per slice: kernel columns (and the input kernel's, batched), h @ U (+ x @ W) products,
-  // and x @ W + b products (batched, kSeparateInput)
+  // per slice: packed kernel and input kernel columns, h @ U (+ x_t @ W) products, and
+  // x @ W + b products (hoisted: of every step; else of this step, with kSeparateInput)
   std::vector<std::vector<float>> packed, packed_inputs, products, input_products;
   StepClaims claims;
 
@@ -494,25 +479,44 @@ struct Recurrence {
     for (int i = 0; i <= slices; ++i) begin[i] = std::min(s.units, blocks * i / slices * 8);
   }
 
+  // Packs this slice's columns; hoisted, also computes x @ W + b of every step for them.
+  // `stride`: the row stride of BatchProduct's results (whole panels).
   void Prepare(int slice, int j0, int width, int stride) {
     const int gates = Cell::kGates;
-    if (seq.batched()) {
-      packed[slice] =
-          PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kGemmPanel, true);
-      packed_inputs[slice] = PackSlice(seq.input_kernel, seq.features, seq.units, gates, j0,
-                                       j0 + width, kGemmPanel, true);
-      products[slice].resize(static_cast<size_t>(seq.batch) * stride);
-      if (Cell::kSeparateInput) input_products[slice].resize(products[slice].size());
-    } else {
+    packed_inputs[slice] = PackSlice(seq.input_kernel, seq.features, seq.units, gates, j0,
+                                     j0 + width, kGemmPanel, true);
+    if (seq.hoist_inputs) {
       packed[slice] =
           PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kPanel, false);
-      products[slice].resize(stride);
+      products[slice].resize(gates * width);
+      ProjectAllSteps(slice, j0, width, stride);
+      return;
     }
+    packed[slice] =
+        PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kGemmPanel, true);
+    products[slice].resize(static_cast<size_t>(seq.batch) * stride);
+    if (Cell::kSeparateInput) input_products[slice].resize(products[slice].size());
   }
 
-  // This step's products of all rows, batched: [x | h] @ [W; U] or x @ W and h @ U.
+  // x @ W + b of every step ([T * B, stride]) for this slice's columns.
+  void ProjectAllSteps(int slice, int j0, int width, int stride) {
+    const int rows = seq.steps * seq.batch;
+    auto& projected = input_products[slice];
+    projected.resize(static_cast<size_t>(rows) * stride);
+    BatchProduct(rows, {{seq.inputs, seq.features, packed_inputs[slice].data()}},
+                 stride / kGemmPanel, projected.data());
+    for (int r = 0; r < rows; ++r) AddBias(j0, width, projected.data() + r * stride);
+  }
+
+  // row[g * width + j] += b[g * U + j0 + j]
+  void AddBias(int j0, int width, float* row) const {
+    for (int g = 0; g < Cell::kGates; ++g)
+      for (int j = 0; j < width; ++j) row[g * width + j] += seq.bias[g * seq.units + j0 + j];
+  }
+
+  // This step's products of all rows: [x_t | h] @ [W; U], or x_t @ W and h @ U.
   void BatchProducts(int slice, int t, int panels, const float* current) {
-    const Operand x{seq.projected + static_cast<size_t>(t) * seq.batch * seq.features,
+    const Operand x{seq.inputs + static_cast<size_t>(t) * seq.batch * seq.features,
                     seq.features, packed_inputs[slice].data()};
     const Operand h{current, seq.units, packed[slice].data()};
     if (Cell::kSeparateInput) {
@@ -527,11 +531,11 @@ struct Recurrence {
     const int j0 = begin[slice], width = begin[slice + 1] - j0, gates = Cell::kGates;
     if (width == 0) return;
     const int panels = (gates * width + kGemmPanel - 1) / kGemmPanel;
-    const int stride = seq.batched() ? panels * kGemmPanel : gates * width;  // of products
+    const int stride = panels * kGemmPanel;
     if (t == 0) Prepare(slice, j0, width, stride);  // by the first thread on it: its cache
     const float* current = t % 2 == 0 ? h : h_other.data();
     float* next = t % 2 == 0 ? h_other.data() : h;
-    if (seq.batched()) BatchProducts(slice, t, panels, current);
+    if (!seq.hoist_inputs) BatchProducts(slice, t, panels, current);
     for (int b = 0; b < seq.batch; ++b) {
       const float* h_row = current + static_cast<size_t>(b) * seq.units;
       float* next_row = next + static_cast<size_t>(b) * seq.units;
@@ -540,19 +544,21 @@ struct Recurrence {
       std::memcpy(next_row + j0, h_row + j0, width * sizeof(float));
       const bool valid = seq.mask == nullptr || seq.mask[row];
       if (valid) {  // else the step keeps the previous state
-        float* hu = products[slice].data() + (seq.batched() ? b * stride : 0);
-        const float* x = seq.projected + row * gates * seq.units + j0;
-        int x_stride = seq.units;
-        if (!seq.batched()) {
+        float* hu = products[slice].data();
+        const float* x;  // gate g of unit j0 + j at x[g * x_stride + j]
+        int x_stride = width;
+        if (seq.hoist_inputs) {
           VectorMatrix(h_row, packed[slice].data(), seq.units, gates * width, hu);
+          x = input_products[slice].data() + row * stride;
         } else if (!Cell::kSeparateInput) {
+          hu += b * stride;
           x = seq.bias + j0;
+          x_stride = seq.units;
         } else {
+          hu += b * stride;
           float* projected = input_products[slice].data() + b * stride;
-          for (int g = 0; g < gates; ++g)
-            for (int j = 0; j < width; ++j) projected[g * width + j] += seq.bias[g * seq.units + j0 + j];
+          AddBias(j0, width, projected);
           x = projected;
-          x_stride = width;
         }
         cell.Update(x, x_stride, hu, j0, width, seq.units, next_row, c_row,
                     kept.gates == nullptr ? nullptr
@@ -692,88 +698,20 @@ struct GruCell {
 // The ops.
 // ---------------------------------------------------------------------------------------
 
-class RecurrentInferenceOp : public OpKernel {
+// The ops, for inference and, with keep_all, for a training forward pass (every step's
+// h, and c and the activated gates as the XLA loops of zoo.layers.fast_recurrent keep
+// them).
+class SequenceOp : public OpKernel {
  public:
-  explicit RecurrentInferenceOp(OpKernelConstruction* context) : OpKernel(context) {
+  explicit SequenceOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("return_sequences", &return_sequences_));
+    OP_REQUIRES_OK(context, context->GetAttr("keep_all", &keep_all_));
+    OP_REQUIRES_OK(context, context->GetAttr("hoist_inputs", &hoist_inputs_));
   }
 
   // Run inline on the executor's thread: the op schedules its own helper threads, and
   // a hop to another inter-op thread first only adds a wake-up to the latency.
   bool IsExpensive() override { return false; }
-
- protected:
-  // hs ([T, B, U], or [0, B, U] without return_sequences) and the state outputs,
-  // initialized from the initial states; nullptr entries where allocation failed.
-  tensorflow::Status Allocate(OpKernelContext* context, const Sequence& seq,
-                              const std::vector<const Tensor*>& initial, float** hs,
-                              std::vector<float*>* states) {
-    Tensor* out = nullptr;
-    const int steps = return_sequences_ ? seq.steps : 0;
-    TF_RETURN_IF_ERROR(
-        context->allocate_output(0, TensorShape({steps, seq.batch, seq.units}), &out));
-    *hs = return_sequences_ ? out->flat<float>().data() : nullptr;
-    for (size_t i = 0; i < initial.size(); ++i) {
-      TF_RETURN_IF_ERROR(context->allocate_output(i + 1, initial[i]->shape(), &out));
-      std::memcpy(out->flat<float>().data(), initial[i]->flat<float>().data(),
-                  initial[i]->NumElements() * sizeof(float));
-      states->push_back(out->flat<float>().data());
-    }
-    return tensorflow::OkStatus();
-  }
-
-  bool return_sequences_ = true;
-};
-
-class LstmInferenceOp : public RecurrentInferenceOp {
- public:
-  using RecurrentInferenceOp::RecurrentInferenceOp;
-  void Compute(OpKernelContext* context) override {
-    const Tensor &projected = context->input(0), &kernel = context->input(1),
-                 &h0 = context->input(2), &c0 = context->input(3), &mask = context->input(4);
-    Sequence seq;
-    OP_REQUIRES_OK(context, CheckInputs(projected, kernel, h0, mask, LstmCell::kGates, &seq));
-    OP_REQUIRES(context, c0.shape() == h0.shape(),
-                InvalidArgument("h0 and c0 must have one shape"));
-    float* hs = nullptr;
-    std::vector<float*> states;
-    OP_REQUIRES_OK(context, Allocate(context, seq, {&h0, &c0}, &hs, &states));
-    Kept kept;
-    kept.hs = hs;
-    RunRecurrence(context, seq, LstmCell{}, states[0], states[1], kept);
-  }
-};
-
-class GruInferenceOp : public RecurrentInferenceOp {
- public:
-  using RecurrentInferenceOp::RecurrentInferenceOp;
-  void Compute(OpKernelContext* context) override {
-    const Tensor &projected = context->input(0), &kernel = context->input(1),
-                 &bias = context->input(2), &h0 = context->input(3), &mask = context->input(4);
-    Sequence seq;
-    OP_REQUIRES_OK(context, CheckInputs(projected, kernel, h0, mask, GruCell::kGates, &seq));
-    OP_REQUIRES(context, bias.dims() == 1 && bias.dim_size(0) == 3 * seq.units,
-                InvalidArgument("recurrent_bias must be [3U], got ", bias.shape().DebugString()));
-    float* hs = nullptr;
-    std::vector<float*> states;
-    OP_REQUIRES_OK(context, Allocate(context, seq, {&h0}, &hs, &states));
-    Kept kept;
-    kept.hs = hs;
-    RunRecurrence(context, seq, GruCell{bias.flat<float>().data()}, states[0], nullptr, kept);
-  }
-};
-
-// The batched ops: x_t @ W inside the step (`BatchProduct`), for inference and, with
-// keep_all, for a training forward pass (every step's h, and c and the activated gates
-// as the XLA loops of zoo.layers.fast_recurrent keep them).
-class BatchedSequenceOp : public OpKernel {
- public:
-  explicit BatchedSequenceOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("return_sequences", &return_sequences_));
-    OP_REQUIRES_OK(context, context->GetAttr("keep_all", &keep_all_));
-  }
-
-  bool IsExpensive() override { return false; }  // as RecurrentInferenceOp
 
  protected:
   // Output `index`, [steps, batch, width]; nullptr if it has no steps or could not be
@@ -803,19 +741,20 @@ class BatchedSequenceOp : public OpKernel {
   }
   int KeptSteps(const Sequence& seq) const { return keep_all_ ? seq.steps : 0; }
 
-  bool return_sequences_ = true, keep_all_ = false;
+  bool return_sequences_ = true, keep_all_ = false, hoist_inputs_ = false;
 };
 
-class LstmSequenceOp : public BatchedSequenceOp {
+class LstmSequenceOp : public SequenceOp {
  public:
-  using BatchedSequenceOp::BatchedSequenceOp;
+  using SequenceOp::SequenceOp;
   void Compute(OpKernelContext* context) override {
     const Tensor &inputs = context->input(0), &kernel = context->input(1),
                  &bias = context->input(2), &recurrent_kernel = context->input(3),
                  &h0 = context->input(4), &c0 = context->input(5), &mask = context->input(6);
     Sequence seq;
-    OP_REQUIRES_OK(context, CheckBatchedInputs(inputs, kernel, bias, recurrent_kernel, h0, mask,
-                                               LstmCell::kGates, &seq));
+    OP_REQUIRES_OK(context, CheckInputs(inputs, kernel, bias, recurrent_kernel, h0, mask,
+                                        LstmCell::kGates, &seq));
+    seq.hoist_inputs = hoist_inputs_;
     OP_REQUIRES(context, c0.shape() == h0.shape(),
                 InvalidArgument("h0 and c0 must have one shape"));
     Kept kept;
@@ -830,17 +769,18 @@ class LstmSequenceOp : public BatchedSequenceOp {
   }
 };
 
-class GruSequenceOp : public BatchedSequenceOp {
+class GruSequenceOp : public SequenceOp {
  public:
-  using BatchedSequenceOp::BatchedSequenceOp;
+  using SequenceOp::SequenceOp;
   void Compute(OpKernelContext* context) override {
     const Tensor &inputs = context->input(0), &kernel = context->input(1),
                  &input_bias = context->input(2), &recurrent_kernel = context->input(3),
                  &recurrent_bias = context->input(4), &h0 = context->input(5),
                  &mask = context->input(6);
     Sequence seq;
-    OP_REQUIRES_OK(context, CheckBatchedInputs(inputs, kernel, input_bias, recurrent_kernel, h0,
-                                               mask, GruCell::kGates, &seq));
+    OP_REQUIRES_OK(context, CheckInputs(inputs, kernel, input_bias, recurrent_kernel, h0, mask,
+                                        GruCell::kGates, &seq));
+    seq.hoist_inputs = hoist_inputs_;
     OP_REQUIRES(context, recurrent_bias.shape() == input_bias.shape(),
                 InvalidArgument("recurrent_bias must be [3U], got ",
                                 recurrent_bias.shape().DebugString()));
@@ -854,49 +794,10 @@ class GruSequenceOp : public BatchedSequenceOp {
   }
 };
 
-tensorflow::Status SequenceShapes(tensorflow::shape_inference::InferenceContext* c,
-                                  int state_input, int states) {
-  auto state = c->input(state_input);
-  auto projected = c->input(0);
-  bool return_sequences;
-  TF_RETURN_IF_ERROR(c->GetAttr("return_sequences", &return_sequences));
-  auto steps = return_sequences ? c->Dim(projected, 0) : c->MakeDim(0);
-  c->set_output(0, c->MakeShape({steps, c->Dim(state, 0), c->Dim(state, 1)}));
-  for (int i = 1; i <= states; ++i) c->set_output(i, state);
-  return tensorflow::OkStatus();
-}
-
 }  // namespace
 
-REGISTER_OP("ZooLstmInference")
-    .Input("projected: float")         // [T, B, 4U]: x_t @ W + b for every step
-    .Input("recurrent_kernel: float")  // [U, 4U]
-    .Input("h0: float")                // [B, U]
-    .Input("c0: float")                // [B, U]
-    .Input("mask: bool")               // [T, B]; empty: every step is valid
-    .Attr("return_sequences: bool = true")
-    .Output("hs: float")               // [T, B, U]; [0, B, U] without return_sequences
-    .Output("h: float")
-    .Output("c: float")
-    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      return SequenceShapes(c, 2, 2);
-    });
-
-REGISTER_OP("ZooGruInference")
-    .Input("projected: float")         // [T, B, 3U]: x_t @ W + input bias
-    .Input("recurrent_kernel: float")  // [U, 3U]
-    .Input("recurrent_bias: float")    // [3U]
-    .Input("h0: float")                // [B, U]
-    .Input("mask: bool")               // [T, B]; empty: every step is valid
-    .Attr("return_sequences: bool = true")
-    .Output("hs: float")
-    .Output("h: float")
-    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      return SequenceShapes(c, 3, 1);
-    });
-
-// Shapes of the batched ops' outputs: hs, the states, then kept [T, B, n * U] values.
-tensorflow::Status BatchedShapes(tensorflow::shape_inference::InferenceContext* c,
+// Shapes of the ops' outputs: hs, the states, then kept [T, B, n * U] values.
+tensorflow::Status SequenceShapes(tensorflow::shape_inference::InferenceContext* c,
                                  int state_input, int states, std::vector<int> kept_units) {
   bool return_sequences, keep_all;
   TF_RETURN_IF_ERROR(c->GetAttr("return_sequences", &return_sequences));
@@ -924,13 +825,14 @@ REGISTER_OP("ZooLstmSequence")
     .Input("mask: bool")               // [T, B]; empty: every step is valid
     .Attr("return_sequences: bool = true")
     .Attr("keep_all: bool = false")
+    .Attr("hoist_inputs: bool = false")  // for tiny batches: x @ W + b of all steps first
     .Output("hs: float")     // [T, B, U]; [0, B, U] without return_sequences or keep_all
     .Output("h: float")
     .Output("c: float")
     .Output("cs: float")     // [T, B, U] with keep_all, else [0, B, U]
     .Output("gates: float")  // [T, B, 4U]: activated i, f, c~, o with keep_all, else [0, B, 4U]
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      return BatchedShapes(c, 4, 2, {1, 4});
+      return SequenceShapes(c, 4, 2, {1, 4});
     });
 
 REGISTER_OP("ZooGruSequence")
@@ -943,15 +845,14 @@ REGISTER_OP("ZooGruSequence")
     .Input("mask: bool")               // [T, B]; empty: every step is valid
     .Attr("return_sequences: bool = true")
     .Attr("keep_all: bool = false")
+    .Attr("hoist_inputs: bool = false")  // for tiny batches: x @ W + b of all steps first
     .Output("hs: float")     // [T, B, U]; [0, B, U] without return_sequences or keep_all
     .Output("h: float")
     .Output("gates: float")  // [T, B, 4U]: z, r, h~, (h @ U + b)'s h~ block with keep_all
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      return BatchedShapes(c, 5, 1, {4});
+      return SequenceShapes(c, 5, 1, {4});
     });
 
-REGISTER_KERNEL_BUILDER(Name("ZooLstmInference").Device(tensorflow::DEVICE_CPU), LstmInferenceOp);
-REGISTER_KERNEL_BUILDER(Name("ZooGruInference").Device(tensorflow::DEVICE_CPU), GruInferenceOp);
 REGISTER_KERNEL_BUILDER(Name("ZooLstmSequence").Device(tensorflow::DEVICE_CPU), LstmSequenceOp);
 REGISTER_KERNEL_BUILDER(Name("ZooGruSequence").Device(tensorflow::DEVICE_CPU), GruSequenceOp);
 
