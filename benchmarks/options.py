@@ -108,9 +108,8 @@ def hoisted_fast(model):
 def loops_only(model, jit_compile):
     """Copy of `model` on the fast kernel's XLA (or TF-graph) loops, never the native op.
 
-    By default batches of at most `fast_recurrent.HOIST_MAX_BATCH` sequences run
-    the native inference loop (`zoo.layers.native`); this copy measures what
-    the loops alone give there.
+    By default the forward loop runs natively (`zoo.layers.native`) outside
+    XLA-compiled functions; this copy measures what the loops alone give.
     """
     return _copy_with_inner_loop(model, functools.partial(
         fr.fast_inner_loop, jit_compile=jit_compile, use_native=False))

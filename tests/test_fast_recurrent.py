@@ -117,10 +117,12 @@ def test_batch_of_one(cell, training, jit_compile):
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
 def test_only_tiny_batches_hoist_the_input_projection(training):
     """The measured rule (benchmarks/README.md): per-step x @ W unless the batch is tiny."""
-    plan = lambda batch: fast_recurrent._loop_plan(
-        tf.TensorSpec([T, batch, D]), training, return_sequences=True, hoist=None)
-    assert plan(1)[1] and plan(fast_recurrent.HOIST_MAX_BATCH)[1]
+    plan = lambda batch, batch_major=False: fast_recurrent._loop_plan(
+        tf.TensorSpec([batch, T, D] if batch_major else [T, batch, D]), batch_major, training,
+        return_sequences=True, hoist=None)
+    assert plan(1)[1] and plan(fast_recurrent.HOIST_MAX_BATCH)[1] and plan(1, True)[1]
     assert not plan(64)[1] and not plan(None)[1]  # None: batch unknown at trace time
+    assert not plan(64, True)[1]
     assert plan(64)[0] == ("all" if training else "outputs")
 
 

@@ -48,20 +48,26 @@ def _comparable(kept, mask):
     return [kept[name] for name in sorted(kept)]
 
 
-def _xla_and_native(ops, cell, w, keep, mask, hoist=True):
-    """(XLA loop, native op) results as (h_last, [c_last], kept values in name order)."""
+def _xla_and_native(ops, cell, w, keep, mask, hoist=True, batch_major=False):
+    """(XLA loop, native op) results as (h_last, [c_last], kept values in name order).
+
+    With `batch_major` the native op reads the inputs as [B, T, F].
+    """
+    native_inputs = tf.transpose(w["inputs"], [1, 0, 2]) if batch_major else w["inputs"]
     if cell == "lstm":
-        args = (w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["c0"],
-                w["recurrent_kernel"])
+        args = (w["kernel"], w["bias"], mask, w["h0"], w["c0"], w["recurrent_kernel"])
         h, c, kept = fast_recurrent._compiled(fast_recurrent._lstm_forward, True)(
-            *args, keep, hoist)
-        nh, nc, nkept = fast_recurrent._native_lstm_forward(ops, *args, keep, hoist)
+            w["inputs"], *args, keep, hoist)
+        nh, nc, nkept = fast_recurrent._native_lstm_forward(ops, native_inputs, *args, keep,
+                                                            hoist, batch_major)
         expected, actual = [h, c], [nh, nc]
     else:
-        args = (w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["recurrent_kernel"],
+        args = (w["kernel"], w["bias"], mask, w["h0"], w["recurrent_kernel"],
                 w["recurrent_bias"])
-        h, kept = fast_recurrent._compiled(fast_recurrent._gru_forward, True)(*args, keep, hoist)
-        nh, nkept = fast_recurrent._native_gru_forward(ops, *args, keep, hoist)
+        h, kept = fast_recurrent._compiled(fast_recurrent._gru_forward, True)(
+            w["inputs"], *args, keep, hoist)
+        nh, nkept = fast_recurrent._native_gru_forward(ops, native_inputs, *args, keep, hoist,
+                                                       batch_major)
         expected, actual = [h], [nh]
     assert sorted(kept) == sorted(nkept)
     return expected + _comparable(kept, mask), actual + _comparable(nkept, mask)
@@ -94,6 +100,18 @@ def test_batched_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, uni
     w = _weights(cell, units, batch)
     expected, actual = _xla_and_native(ops, cell, w, keep, w["mask"] if masked else None,
                                        hoist=False)
+    for e, a in zip(expected, actual):
+        np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
+
+
+# Batch-major inputs ([B, T, F], as Keras layers get them: no transpose), both placements
+# of x @ W; the outputs stay time-major.
+@pytest.mark.parametrize("batch, hoist", [(2, True), (17, False)], ids=["hoisted", "per-step"])
+@pytest.mark.parametrize("keep", ["all", "last"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_native_loop_reads_batch_major_inputs(ops, cell, keep, batch, hoist):
+    w = _weights(cell, 70, batch)
+    expected, actual = _xla_and_native(ops, cell, w, keep, w["mask"], hoist, batch_major=True)
     for e, a in zip(expected, actual):
         np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
 
@@ -213,6 +231,8 @@ def test_bad_shapes_are_clear_errors(ops):
         ops.zoo_lstm_sequence(*lstm, tf.ones([2, 1], tf.bool), hoist_inputs=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected inputs"):
         ops.zoo_lstm_sequence(w["inputs"][0], *lstm[1:], no_mask)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\(batch_major\)"):
+        ops.zoo_lstm_sequence(tf.zeros([2, T, F]), *lstm[1:], no_mask, batch_major=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="h0 and c0"):
         ops.zoo_lstm_sequence(*lstm[:5], w["c0"][:, :4], no_mask)
     gru = _weights("gru", 8, 2)

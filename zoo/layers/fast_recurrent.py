@@ -189,9 +189,13 @@ def _input_projection(inputs, kernel, bias, hoist):
     return lambda t: tf.nn.bias_add(tf.matmul(inputs[t], kernel), bias)
 
 
-def _projection_gradients(inputs, kernel, d_projected):
-    """(d_inputs, d_kernel, d_bias) of x_t @ W + b for all steps, as big matmuls."""
+def _projection_gradients(inputs, kernel, d_projected, batch_major=False):
+    """(d_inputs, d_kernel, d_bias) of x_t @ W + b for all steps, as big matmuls.
+
+    `inputs` and `d_projected` are time-major; d_inputs is [B, T, F] with `batch_major`.
+    """
     d_inputs = tf.reshape(_flat_matmul(d_projected, kernel, transpose_b=True), tf.shape(inputs))
+    d_inputs = _swap_time_and_batch(d_inputs) if batch_major else d_inputs
     d_bias = tf.reduce_sum(tf.reshape(d_projected, [-1, tf.shape(kernel)[-1]]), axis=0)
     return d_inputs, _weight_gradient(inputs, d_projected), d_bias
 
@@ -228,24 +232,29 @@ def _native_mask(mask):
     return tf.zeros([0, 0], tf.bool) if mask is None else mask[:, :, 0]
 
 
-def _native_lstm_forward(ops, inputs, kernel, bias, mask, h0, c0, recurrent_kernel, keep, hoist):
+def _native_lstm_forward(ops, inputs, kernel, bias, mask, h0, c0, recurrent_kernel, keep, hoist,
+                         batch_major=False):
     """`_lstm_forward` by the native op: (h_last, c_last, kept).
 
     With `hoist` the op computes x @ W + b of all steps before its loop (each
-    thread its own gate columns); otherwise x_t @ W inside each step.
+    thread its own gate columns); otherwise x_t @ W inside each step. With
+    `batch_major` it reads [B, T, F] inputs (no transpose); what it returns
+    is time-major either way.
     """
     hs, h, c, cs, gates = ops.zoo_lstm_sequence(
         inputs, kernel, bias, recurrent_kernel, h0, c0, _native_mask(mask),
-        return_sequences=keep == "outputs", keep_all=keep == "all", hoist_inputs=hoist)
+        return_sequences=keep == "outputs", keep_all=keep == "all", hoist_inputs=hoist,
+        batch_major=batch_major)
     return h, c, {"last": {}, "outputs": {"h": hs}, "all": {"h": hs, "c": cs, "gates": gates}}[keep]
 
 
 def _native_gru_forward(ops, inputs, kernel, input_bias, mask, h0, recurrent_kernel,
-                        recurrent_bias, keep, hoist):
+                        recurrent_bias, keep, hoist, batch_major=False):
     """`_gru_forward` by the native op: (h_last, kept), as `_native_lstm_forward`."""
     hs, h, gates = ops.zoo_gru_sequence(
         inputs, kernel, input_bias, recurrent_kernel, recurrent_bias, h0, _native_mask(mask),
-        return_sequences=keep == "outputs", keep_all=keep == "all", hoist_inputs=hoist)
+        return_sequences=keep == "outputs", keep_all=keep == "all", hoist_inputs=hoist,
+        batch_major=batch_major)
     return h, {"last": {}, "outputs": {"h": hs}, "all": {"h": hs, "gates": gates}}[keep]
 
 
@@ -314,11 +323,12 @@ def _lstm_backward(mask, h0, c0, recurrent_kernel, hs, cs, gates, d_hs, d_c_last
 
 
 def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_sequences=True,
-                  training=False, jit_compile=False, hoist=None, use_native=True):
-    """LSTM over a time-major sequence, with a hand-written gradient.
+                  training=False, jit_compile=False, hoist=None, use_native=True,
+                  batch_major=False):
+    """LSTM over a sequence, with a hand-written gradient.
 
     Args:
-        inputs: [T, B, F]; kernel: [F, 4U]; bias: [4U].
+        inputs: [T, B, F] ([B, T, F] with `batch_major`); kernel: [F, 4U]; bias: [4U].
         mask: [T, B, 1] bool or None; a False step keeps the previous state.
         h0, c0: [B, U] initial states.
         recurrent_kernel: [U, 4U].
@@ -330,6 +340,8 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
             or inside it (False); None: `_hoist`'s rule.
         use_native: run the forward loop natively (`zoo.layers.native`) where it
             can: float32, outside XLA-compiled functions.
+        batch_major: `inputs` are [B, T, F]. The native loop reads them as
+            they are; the XLA loops (and the backward pass) transpose them.
 
     Returns:
         (hs, h_last, c_last): h of every step [T, B, U] (None unless
@@ -337,9 +349,10 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
     """
     forward = _compiled(_lstm_forward, jit_compile)
     backward = _compiled(_lstm_backward, jit_compile)
-    keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
-
     ops = use_native and _native_ops((inputs, kernel, bias, h0, c0, recurrent_kernel))
+    if batch_major and not ops:
+        inputs, batch_major = _swap_time_and_batch(inputs), False
+    keep, hoist = _loop_plan(inputs, batch_major, training, return_sequences, hoist)
 
     @tf.custom_gradient
     def run(inputs, kernel, bias, h0, c0, recurrent_kernel):
@@ -347,17 +360,19 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
         if not ops:
             h_last, c_last, kept = forward(*loop_args, keep, hoist)
         else:
-            h_last, c_last, kept = _native_lstm_forward(ops, *loop_args, keep, hoist)
+            h_last, c_last, kept = _native_lstm_forward(ops, *loop_args, keep, hoist, batch_major)
 
         def grad(*upstream):
             d_hs, d_h_last, d_c_last = upstream if return_sequences else (None, *upstream)
+            time_major = _swap_time_and_batch(inputs) if batch_major else inputs
             if keep != "all":
-                kept.update(forward(*loop_args, "all", True)[2])
+                kept.update(forward(time_major, *loop_args[1:], "all", True)[2])
             d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
             d_c_last = tf.zeros_like(c_last) if d_c_last is None else d_c_last
             dz, dh0, dc0, d_recurrent = backward(mask, h0, c0, recurrent_kernel, kept["h"],
                                                  kept["c"], kept["gates"], d_hs, d_c_last)
-            return (*_projection_gradients(inputs, kernel, dz), dh0, dc0, d_recurrent)
+            return (*_projection_gradients(time_major, kernel, dz, batch_major), dh0, dc0,
+                    d_recurrent)
 
         outputs = (kept["h"], h_last, c_last) if return_sequences else (h_last, c_last)
         return outputs, grad
@@ -366,13 +381,19 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
     return tuple(outputs) if return_sequences else (None, *outputs)
 
 
-def _loop_plan(inputs, training, return_sequences, hoist):
+def _swap_time_and_batch(sequence):
+    """[T, B, ...] <-> [B, T, ...]."""
+    return tf.transpose(sequence, [1, 0, 2])
+
+
+def _loop_plan(inputs, batch_major, training, return_sequences, hoist):
     """(what the loop keeps, whether x @ W is hoisted), shared by the LSTM and GRU kernels."""
     keep = "all" if training else "outputs" if return_sequences else "last"
-    return keep, _hoist(inputs) if hoist is None else bool(hoist)
+    batch = inputs.shape[0 if batch_major else 1]
+    return keep, _hoist(batch) if hoist is None else bool(hoist)
 
 
-def _hoist(inputs):
+def _hoist(batch):
     """Hoist x @ W out of the loop for batches known to be tiny.
 
     A batch of one then gets one [T, F] x [F, nU] product instead of T
@@ -381,7 +402,6 @@ def _hoist(inputs):
     working set in cache instead of streaming a [T, B, nU] tensor through
     memory; it was measured faster at batch 64 (see HOIST_MAX_BATCH).
     """
-    batch = inputs.shape[1]
     return batch is not None and batch <= HOIST_MAX_BATCH
 
 
@@ -453,15 +473,16 @@ def _gru_backward(mask, h0, recurrent_kernel, hs, gates, d_hs):
 
 def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurrent_bias,
                  return_sequences=True, training=False, jit_compile=False, hoist=None,
-                 use_native=True):
-    """GRU (reset_after) over a time-major sequence, with a hand-written gradient.
+                 use_native=True, batch_major=False):
+    """GRU (reset_after) over a sequence, with a hand-written gradient.
 
     Args:
-        inputs: [T, B, F]; kernel: [F, 3U]; input_bias: [3U].
+        inputs: [T, B, F] ([B, T, F] with `batch_major`); kernel: [F, 3U]; input_bias: [3U].
         mask: [T, B, 1] bool or None; a False step keeps the previous state.
         h0: [B, U] initial state.
         recurrent_kernel: [U, 3U]; recurrent_bias: [3U].
-        return_sequences, training, jit_compile, hoist, use_native: as for `lstm_sequence`.
+        return_sequences, training, jit_compile, hoist, use_native, batch_major: as for
+            `lstm_sequence`.
 
     Returns:
         (hs, h_last): h of every step [T, B, U] (None unless `return_sequences`)
@@ -469,10 +490,11 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
     """
     forward = _compiled(_gru_forward, jit_compile)
     backward = _compiled(_gru_backward, jit_compile)
-    keep, hoist = _loop_plan(inputs, training, return_sequences, hoist)
-
     ops = use_native and _native_ops(
         (inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias))
+    if batch_major and not ops:
+        inputs, batch_major = _swap_time_and_batch(inputs), False
+    keep, hoist = _loop_plan(inputs, batch_major, training, return_sequences, hoist)
 
     @tf.custom_gradient
     def run(inputs, kernel, input_bias, h0, recurrent_kernel, recurrent_bias):
@@ -480,16 +502,18 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
         if not ops:
             h_last, kept = forward(*loop_args, keep, hoist)
         else:
-            h_last, kept = _native_gru_forward(ops, *loop_args, keep, hoist)
+            h_last, kept = _native_gru_forward(ops, *loop_args, keep, hoist, batch_major)
 
         def grad(*upstream):
             d_hs, d_h_last = upstream if return_sequences else (None, *upstream)
+            time_major = _swap_time_and_batch(inputs) if batch_major else inputs
             if keep != "all":
-                kept.update(forward(*loop_args, "all", True)[1])
+                kept.update(forward(time_major, *loop_args[1:], "all", True)[1])
             d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
             d_xw, dh0, d_recurrent, d_recurrent_bias = backward(
                 mask, h0, recurrent_kernel, kept["h"], kept["gates"], d_hs)
-            d_inputs, d_kernel, d_input_bias = _projection_gradients(inputs, kernel, d_xw)
+            d_inputs, d_kernel, d_input_bias = _projection_gradients(time_major, kernel, d_xw,
+                                                                     batch_major)
             return d_inputs, d_kernel, d_input_bias, dh0, d_recurrent, d_recurrent_bias
 
         return ((kept["h"], h_last) if return_sequences else h_last), grad
@@ -503,15 +527,18 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
 # --------------------------------------------------------------------------------------
 
 
-def _time_major_inputs(sequences, mask, go_backwards):
-    """Inputs [T, B, F] and mask [T, B, 1] in processing order (reversed for go_backwards)."""
-    inputs = tf.transpose(sequences, [1, 0, 2])
+def _ordered_inputs(sequences, mask, go_backwards):
+    """Inputs [B, T, F] and a time-major mask [T, B, 1] in processing order.
+
+    The inputs stay batch-major: the native loops read them as they are, and
+    the kernels transpose them where they need time-major ones.
+    """
     if mask is not None:
         mask = tf.transpose(tf.cast(mask, tf.bool), [1, 0])[:, :, None]
     if go_backwards:  # Keras reverses the padded sequence as a whole, padding first
-        inputs = tf.reverse(inputs, [0])
+        sequences = tf.reverse(sequences, [1])
         mask = None if mask is None else tf.reverse(mask, [0])
-    return inputs, mask
+    return sequences, mask
 
 
 def _masked_outputs(hs, mask, zero_output_for_mask):
@@ -550,26 +577,26 @@ def _keras_result(layer, mask, hs, h_last, states):
 def _run_lstm(layer, sequences, initial_state, mask, training, jit_compile, hoist=None,
               use_native=True):
     cell = layer.cell
-    inputs, mask = _time_major_inputs(sequences, mask, layer.go_backwards)
+    inputs, mask = _ordered_inputs(sequences, mask, layer.go_backwards)
     h0, c0 = initial_state
     hs, h_last, c_last = lstm_sequence(
         inputs, tf.convert_to_tensor(cell.kernel), tf.convert_to_tensor(cell.bias), mask, h0, c0,
         tf.convert_to_tensor(cell.recurrent_kernel),
         return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile,
-        hoist=hoist, use_native=use_native)
+        hoist=hoist, use_native=use_native, batch_major=True)
     return _keras_result(layer, mask, hs, h_last, [h_last, c_last])
 
 
 def _run_gru(layer, sequences, initial_state, mask, training, jit_compile, hoist=None,
              use_native=True):
     cell = layer.cell
-    inputs, mask = _time_major_inputs(sequences, mask, layer.go_backwards)
+    inputs, mask = _ordered_inputs(sequences, mask, layer.go_backwards)
     input_bias, recurrent_bias = tf.unstack(tf.convert_to_tensor(cell.bias))
     hs, h_last = gru_sequence(
         inputs, tf.convert_to_tensor(cell.kernel), input_bias, mask, initial_state[0],
         tf.convert_to_tensor(cell.recurrent_kernel), recurrent_bias,
         return_sequences=layer.return_sequences, training=bool(training), jit_compile=jit_compile,
-        hoist=hoist, use_native=use_native)
+        hoist=hoist, use_native=use_native, batch_major=True)
     return _keras_result(layer, mask, hs, h_last, [h_last])
 
 

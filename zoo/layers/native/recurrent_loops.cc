@@ -270,11 +270,11 @@ void PanelProductRows(int rows, const Segment* segments, int count, float* c, in
   PanelProduct<MR>(segments, count, c, ldc);
 }
 
-// One factor of a batched product: A [rows, k] (row stride k) and B [k, panels * NR]
+// One factor of a batched product: A [rows, k] (row stride lda) and B [k, panels * NR]
 // packed by `PackSlice` with padding.
 struct Operand {
   const float* a;
-  int k;
+  int lda, k;
   const float* packed;
 };
 
@@ -287,7 +287,7 @@ void BatchProduct(int rows, std::initializer_list<Operand> operands, int panels,
       Segment segments[2];
       int count = 0;
       for (const Operand& operand : operands)
-        segments[count++] = {operand.a + static_cast<size_t>(r) * operand.k, operand.k,
+        segments[count++] = {operand.a + static_cast<size_t>(r) * operand.lda, operand.lda,
                              operand.k, operand.packed + static_cast<size_t>(p) * operand.k * kGemmPanel};
       PanelProductRows<kMaxRows>(std::min(kMaxRows, rows - r), segments, count,
                                  c + static_cast<size_t>(r) * ldc + p * kGemmPanel, ldc);
@@ -396,7 +396,7 @@ std::vector<float> PackSlice(const float* kernel, int rows, int units, int gates
 // A recurrent op's inputs, checked.
 struct Sequence {
   int steps, batch, units, features;
-  const float* inputs;        // [T, B, F]
+  const float* inputs;        // [T, B, F], or [B, T, F] if batch_major
   const float* input_kernel;  // [F, gates * U]
   const float* bias;          // [gates * U]
   const float* kernel;        // [U, gates * U]
@@ -405,6 +405,11 @@ struct Sequence {
   // own columns, as one [T * B, F] product), and h @ U by `VectorMatrix` in the step.
   // Otherwise `BatchProduct` computes x_t @ W next to h @ U inside each step.
   bool hoist_inputs = false;
+  bool batch_major = false;
+  // Row (t, b) of the inputs, and of the [T * B, n] products of all steps.
+  size_t InputRow(int t, int b) const {
+    return batch_major ? static_cast<size_t>(b) * steps + t : static_cast<size_t>(t) * batch + b;
+  }
 };
 
 // What a forward pass keeps besides the final states, each [T, B, n] or nullptr.
@@ -412,37 +417,35 @@ struct Kept {
   float *hs = nullptr, *cs = nullptr, *gates = nullptr;
 };
 
-tensorflow::Status CheckMask(const Tensor& mask, const Tensor& sequence) {
-  if (mask.NumElements() > 0 &&
-      (mask.dims() != 2 || mask.dim_size(0) != sequence.dim_size(0) ||
-       mask.dim_size(1) != sequence.dim_size(1)))
-    return InvalidArgument("mask must be [T, B] or empty, got ", mask.shape().DebugString());
-  return tensorflow::OkStatus();
-}
-
+// Checks the inputs (`inputs` [T, B, F], or [B, T, F] if batch_major) into `sequence`.
 tensorflow::Status CheckInputs(const Tensor& inputs, const Tensor& input_kernel,
-                                      const Tensor& bias, const Tensor& kernel,
-                                      const Tensor& h0, const Tensor& mask, int gates,
-                                      Sequence* sequence) {
+                               const Tensor& bias, const Tensor& kernel, const Tensor& h0,
+                               const Tensor& mask, int gates, bool batch_major,
+                               Sequence* sequence) {
   if (inputs.dims() != 3 || input_kernel.dims() != 2 || bias.dims() != 1 || kernel.dims() != 2 ||
       h0.dims() != 2)
-    return InvalidArgument("expected inputs [T, B, F], kernel [F, gates*U], bias [gates*U], "
-                           "recurrent_kernel [U, gates*U], state [B, U]");
-  const int units = h0.dim_size(1);
+    return InvalidArgument("expected inputs [T, B, F] (batch_major: [B, T, F]), kernel "
+                           "[F, gates*U], bias [gates*U], recurrent_kernel [U, gates*U], "
+                           "state [B, U]");
+  const int steps = inputs.dim_size(batch_major ? 1 : 0);
+  const int batch = inputs.dim_size(batch_major ? 0 : 1), units = h0.dim_size(1);
   if (input_kernel.dim_size(0) != inputs.dim_size(2) ||
       input_kernel.dim_size(1) != gates * units || bias.dim_size(0) != gates * units ||
       kernel.dim_size(0) != units || kernel.dim_size(1) != gates * units ||
-      inputs.dim_size(1) != h0.dim_size(0))
+      batch != h0.dim_size(0))
     return InvalidArgument("inconsistent recurrent shapes: inputs ", inputs.shape().DebugString(),
-                           ", kernel ", input_kernel.shape().DebugString(), ", bias ",
+                           batch_major ? " (batch_major)" : "", ", kernel ",
+                           input_kernel.shape().DebugString(), ", bias ",
                            bias.shape().DebugString(), ", recurrent_kernel ",
                            kernel.shape().DebugString(), ", state ", h0.shape().DebugString());
-  TF_RETURN_IF_ERROR(CheckMask(mask, inputs));
-  *sequence = {static_cast<int>(inputs.dim_size(0)), static_cast<int>(inputs.dim_size(1)), units,
-               static_cast<int>(inputs.dim_size(2)), inputs.flat<float>().data(),
-               input_kernel.flat<float>().data(), bias.flat<float>().data(),
-               kernel.flat<float>().data(),
+  if (mask.NumElements() > 0 &&
+      (mask.dims() != 2 || mask.dim_size(0) != steps || mask.dim_size(1) != batch))
+    return InvalidArgument("mask must be [T, B] or empty, got ", mask.shape().DebugString());
+  *sequence = {steps, batch, units, static_cast<int>(inputs.dim_size(2)),
+               inputs.flat<float>().data(), input_kernel.flat<float>().data(),
+               bias.flat<float>().data(), kernel.flat<float>().data(),
                mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr};
+  sequence->batch_major = batch_major;
   return tensorflow::OkStatus();
 }
 
@@ -503,7 +506,7 @@ struct Recurrence {
     const int rows = seq.steps * seq.batch;
     auto& projected = input_products[slice];
     projected.resize(static_cast<size_t>(rows) * stride);
-    BatchProduct(rows, {{seq.inputs, seq.features, packed_inputs[slice].data()}},
+    BatchProduct(rows, {{seq.inputs, seq.features, seq.features, packed_inputs[slice].data()}},
                  stride / kGemmPanel, projected.data());
     for (int r = 0; r < rows; ++r) AddBias(j0, width, projected.data() + r * stride);
   }
@@ -516,9 +519,10 @@ struct Recurrence {
 
   // This step's products of all rows: [x_t | h] @ [W; U], or x_t @ W and h @ U.
   void BatchProducts(int slice, int t, int panels, const float* current) {
-    const Operand x{seq.inputs + static_cast<size_t>(t) * seq.batch * seq.features,
-                    seq.features, packed_inputs[slice].data()};
-    const Operand h{current, seq.units, packed[slice].data()};
+    const Operand x{seq.inputs + seq.InputRow(t, 0) * seq.features,
+                    seq.features * (seq.batch_major ? seq.steps : 1), seq.features,
+                    packed_inputs[slice].data()};
+    const Operand h{current, seq.units, seq.units, packed[slice].data()};
     if (Cell::kSeparateInput) {
       BatchProduct(seq.batch, {x}, panels, input_products[slice].data());
       BatchProduct(seq.batch, {h}, panels, products[slice].data());
@@ -549,7 +553,7 @@ struct Recurrence {
         int x_stride = width;
         if (seq.hoist_inputs) {
           VectorMatrix(h_row, packed[slice].data(), seq.units, gates * width, hu);
-          x = input_products[slice].data() + row * stride;
+          x = input_products[slice].data() + seq.InputRow(t, b) * stride;
         } else if (!Cell::kSeparateInput) {
           hu += b * stride;
           x = seq.bias + j0;
@@ -707,6 +711,7 @@ class SequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("return_sequences", &return_sequences_));
     OP_REQUIRES_OK(context, context->GetAttr("keep_all", &keep_all_));
     OP_REQUIRES_OK(context, context->GetAttr("hoist_inputs", &hoist_inputs_));
+    OP_REQUIRES_OK(context, context->GetAttr("batch_major", &batch_major_));
   }
 
   // Run inline on the executor's thread: the op schedules its own helper threads, and
@@ -741,7 +746,7 @@ class SequenceOp : public OpKernel {
   }
   int KeptSteps(const Sequence& seq) const { return keep_all_ ? seq.steps : 0; }
 
-  bool return_sequences_ = true, keep_all_ = false, hoist_inputs_ = false;
+  bool return_sequences_ = true, keep_all_ = false, hoist_inputs_ = false, batch_major_ = false;
 };
 
 class LstmSequenceOp : public SequenceOp {
@@ -753,7 +758,7 @@ class LstmSequenceOp : public SequenceOp {
                  &h0 = context->input(4), &c0 = context->input(5), &mask = context->input(6);
     Sequence seq;
     OP_REQUIRES_OK(context, CheckInputs(inputs, kernel, bias, recurrent_kernel, h0, mask,
-                                        LstmCell::kGates, &seq));
+                                        LstmCell::kGates, batch_major_, &seq));
     seq.hoist_inputs = hoist_inputs_;
     OP_REQUIRES(context, c0.shape() == h0.shape(),
                 InvalidArgument("h0 and c0 must have one shape"));
@@ -779,7 +784,7 @@ class GruSequenceOp : public SequenceOp {
                  &mask = context->input(6);
     Sequence seq;
     OP_REQUIRES_OK(context, CheckInputs(inputs, kernel, input_bias, recurrent_kernel, h0, mask,
-                                        GruCell::kGates, &seq));
+                                        GruCell::kGates, batch_major_, &seq));
     seq.hoist_inputs = hoist_inputs_;
     OP_REQUIRES(context, recurrent_bias.shape() == input_bias.shape(),
                 InvalidArgument("recurrent_bias must be [3U], got ",
@@ -798,12 +803,13 @@ class GruSequenceOp : public SequenceOp {
 
 // Shapes of the ops' outputs: hs, the states, then kept [T, B, n * U] values.
 tensorflow::Status SequenceShapes(tensorflow::shape_inference::InferenceContext* c,
-                                 int state_input, int states, std::vector<int> kept_units) {
-  bool return_sequences, keep_all;
+                                  int state_input, int states, std::vector<int> kept_units) {
+  bool return_sequences, keep_all, batch_major;
   TF_RETURN_IF_ERROR(c->GetAttr("return_sequences", &return_sequences));
   TF_RETURN_IF_ERROR(c->GetAttr("keep_all", &keep_all));
+  TF_RETURN_IF_ERROR(c->GetAttr("batch_major", &batch_major));
   auto state = c->input(state_input);
-  auto steps = c->Dim(c->input(0), 0), none = c->MakeDim(0);
+  auto steps = c->Dim(c->input(0), batch_major ? 1 : 0), none = c->MakeDim(0);
   auto batch = c->Dim(state, 0), units = c->Dim(state, 1);
   c->set_output(0, c->MakeShape({return_sequences || keep_all ? steps : none, batch, units}));
   for (int i = 1; i <= states; ++i) c->set_output(i, state);
@@ -816,7 +822,7 @@ tensorflow::Status SequenceShapes(tensorflow::shape_inference::InferenceContext*
 }
 
 REGISTER_OP("ZooLstmSequence")
-    .Input("inputs: float")            // [T, B, F]
+    .Input("inputs: float")            // [T, B, F] ([B, T, F] if batch_major)
     .Input("kernel: float")            // [F, 4U]
     .Input("bias: float")              // [4U]
     .Input("recurrent_kernel: float")  // [U, 4U]
@@ -826,6 +832,7 @@ REGISTER_OP("ZooLstmSequence")
     .Attr("return_sequences: bool = true")
     .Attr("keep_all: bool = false")
     .Attr("hoist_inputs: bool = false")  // for tiny batches: x @ W + b of all steps first
+    .Attr("batch_major: bool = false")   // inputs [B, T, F]; outputs stay [T, B, ...]
     .Output("hs: float")     // [T, B, U]; [0, B, U] without return_sequences or keep_all
     .Output("h: float")
     .Output("c: float")
@@ -836,7 +843,7 @@ REGISTER_OP("ZooLstmSequence")
     });
 
 REGISTER_OP("ZooGruSequence")
-    .Input("inputs: float")            // [T, B, F]
+    .Input("inputs: float")            // [T, B, F] ([B, T, F] if batch_major)
     .Input("kernel: float")            // [F, 3U]
     .Input("input_bias: float")        // [3U]
     .Input("recurrent_kernel: float")  // [U, 3U]
@@ -846,6 +853,7 @@ REGISTER_OP("ZooGruSequence")
     .Attr("return_sequences: bool = true")
     .Attr("keep_all: bool = false")
     .Attr("hoist_inputs: bool = false")  // for tiny batches: x @ W + b of all steps first
+    .Attr("batch_major: bool = false")   // inputs [B, T, F]; outputs stay [T, B, ...]
     .Output("hs: float")     // [T, B, U]; [0, B, U] without return_sequences or keep_all
     .Output("h: float")
     .Output("gates: float")  // [T, B, 4U]: z, r, h~, (h @ U + b)'s h~ block with keep_all
