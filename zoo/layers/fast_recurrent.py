@@ -19,8 +19,9 @@ do what cuDNN does on a GPU:
 * outside XLA-compiled functions the forward loop is a native op
   (`zoo.layers.native`, C++ built on first use) that splits each step's
   product across the cores, each keeping its slice of the kernels in its own
-  cache, in inference and as the forward pass of training (the backward pass
-  stays the XLA loop); the XLA loops run when no C++ compiler is found.
+  cache, in inference and as the forward pass of training; the LSTM's
+  backward loop runs natively too (the GRU's stays the XLA loop); the XLA
+  loops run when no C++ compiler is found.
 
 What stays the same as the stock layers: the variables (`kernel`,
 `recurrent_kernel`, `bias`, same shapes, names and gate order), so a checkpoint
@@ -217,8 +218,8 @@ def _native_ops(tensors):
     """The native op library if this forward pass can run it, else None.
 
     The native loops (`zoo.layers.native`) run in float32 outside XLA-compiled
-    functions, for inference and as the forward pass of training, whose
-    backward pass stays the XLA loop.
+    functions, for inference and as the forward pass of training (and the
+    LSTM's backward loop; the GRU's stays the XLA loop).
     """
     if _in_xla_context():
         return None
@@ -338,8 +339,9 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
             so that only dense tensors cross the XLA boundary).
         hoist: compute `x @ kernel + bias` for all steps before the loop (True)
             or inside it (False); None: `_hoist`'s rule.
-        use_native: run the forward loop natively (`zoo.layers.native`) where it
-            can: float32, outside XLA-compiled functions.
+        use_native: run the forward and the backward loop natively
+            (`zoo.layers.native`) where they can: float32, outside XLA-compiled
+            functions.
         batch_major: `inputs` are [B, T, F]. The native loop reads them as
             they are; the XLA loops (and the backward pass) transpose them.
 
@@ -369,8 +371,14 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
                 kept.update(forward(time_major, *loop_args[1:], "all", True)[2])
             d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
             d_c_last = tf.zeros_like(c_last) if d_c_last is None else d_c_last
-            dz, dh0, dc0, d_recurrent = backward(mask, h0, c0, recurrent_kernel, kept["h"],
-                                                 kept["c"], kept["gates"], d_hs, d_c_last)
+            if ops:
+                dz, dh0, dc0 = ops.zoo_lstm_backward(recurrent_kernel, c0, kept["c"],
+                                                     kept["gates"], d_hs, d_c_last,
+                                                     _native_mask(mask))
+                d_recurrent = _weight_gradient(_previous(kept["h"], h0), dz)
+            else:
+                dz, dh0, dc0, d_recurrent = backward(mask, h0, c0, recurrent_kernel, kept["h"],
+                                                     kept["c"], kept["gates"], d_hs, d_c_last)
             return (*_projection_gradients(time_major, kernel, dz, batch_major), dh0, dc0,
                     d_recurrent)
 

@@ -1,5 +1,5 @@
 // Native LSTM / GRU loops on a CPU, as TensorFlow custom ops (ZooLstmSequence,
-// ZooGruSequence).
+// ZooGruSequence, ZooLstmBackward).
 //
 // A recurrent step multiplies [x_t | h] by the kernels: at batch 64 a small matrix
 // product that XLA's dot runs at about 70% of this machine's matmul peak, at batch 1 a
@@ -15,7 +15,8 @@
 //   for its columns with the same kernel, as one [T * B, F] product; the steps then
 //   run `VectorMatrix`, which streams the recurrent slice at the L2's bandwidth.
 // With keep_all the ops also keep what the backward pass needs, so training runs its
-// forward pass here and its backward pass in zoo.layers.fast_recurrent's XLA loop.
+// forward pass here; ZooLstmBackward is the LSTM's backward loop (the GRU's stays
+// zoo.layers.fast_recurrent's XLA loop).
 //
 // All compute what zoo.layers.fast_recurrent's XLA loops compute (Keras gate order; GRU
 // with reset_after=True), to float32 round-off. Built on first use by
@@ -393,6 +394,31 @@ std::vector<float> PackSlice(const float* kernel, int rows, int units, int gates
   return packed;
 }
 
+// Slice i of `slices` holds units [begins[i], begins[i + 1]): whole 8-unit blocks, which
+// keep every slice's columns vector-aligned.
+std::vector<int> SliceBegins(int units, int slices) {
+  std::vector<int> begins(slices + 1);
+  const int blocks = (units + 7) / 8;
+  for (int i = 0; i <= slices; ++i) begins[i] = std::min(units, blocks * i / slices * 8);
+  return begins;
+}
+
+// The transposed kernel's columns for units [begin, end): rows k < gates * units of
+// kernel^T ([gates * units, units]) in `BatchProduct`'s padded panels.
+std::vector<float> PackTransposedSlice(const float* kernel, int units, int gates, int begin,
+                                       int end) {
+  const int rows = gates * units, width = end - begin;
+  const int panels = (width + kGemmPanel - 1) / kGemmPanel;
+  std::vector<float> packed(static_cast<size_t>(panels) * rows * kGemmPanel, 0.0f);
+  for (int p = 0; p < panels; ++p)
+    for (int q = 0; q < kGemmPanel && p * kGemmPanel + q < width; ++q) {
+      const float* column = kernel + static_cast<size_t>(begin + p * kGemmPanel + q) * rows;
+      float* out = packed.data() + static_cast<size_t>(p) * rows * kGemmPanel + q;
+      for (int k = 0; k < rows; ++k) out[static_cast<size_t>(k) * kGemmPanel] = column[k];
+    }
+  return packed;
+}
+
 // A recurrent op's inputs, checked.
 struct Sequence {
   int steps, batch, units, features;
@@ -475,12 +501,9 @@ struct Recurrence {
   Recurrence(const Sequence& s, const Cell& cell, float* h, float* c, const Kept& kept,
              int slices)
       : seq(s), cell(cell), h(h), c(c), kept(kept),
-        h_other(h, h + static_cast<size_t>(s.batch) * s.units), begin(slices + 1),
-        packed(slices), packed_inputs(slices), products(slices), input_products(slices),
-        claims(slices, s.steps) {
-    const int blocks = (s.units + 7) / 8;  // whole 8-unit blocks keep columns vector-aligned
-    for (int i = 0; i <= slices; ++i) begin[i] = std::min(s.units, blocks * i / slices * 8);
-  }
+        h_other(h, h + static_cast<size_t>(s.batch) * s.units),
+        begin(SliceBegins(s.units, slices)), packed(slices), packed_inputs(slices),
+        products(slices), input_products(slices), claims(slices, s.steps) {}
 
   // Packs this slice's columns; hoisted, also computes x @ W + b of every step for them.
   // `stride`: the row stride of BatchProduct's results (whole panels).
@@ -578,15 +601,12 @@ struct Recurrence {
   }
 };
 
-// Runs the recurrence on this thread and up to ThreadCount - 1 helpers from the
-// device's intra-op pool. Helpers share ownership of the state, so one that starts
-// after the caller returned finds the work done and touches nothing else.
-template <typename Cell>
-void RunRecurrence(OpKernelContext* context, const Sequence& seq, const Cell& cell,
-                   float* h, float* c, const Kept& kept) {
-  std::lock_guard<std::mutex> one_at_a_time(RecurrenceMutex());
-  const int threads = ThreadCount(context, seq.units);
-  auto state = std::make_shared<Recurrence<Cell>>(seq, cell, h, c, kept, threads);
+// Runs state->Compute(slice, step) for every slice and step of state->claims on this
+// thread and up to `threads` - 1 helpers from the device's intra-op pool. Helpers share
+// ownership of the state, so one that starts after the caller returned finds the work
+// done and touches nothing else.
+template <typename State>
+void RunClaimed(OpKernelContext* context, const std::shared_ptr<State>& state, int threads) {
   auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
   for (int i = 1; i < threads; ++i) {
     pool->Schedule([state, i] {
@@ -595,6 +615,16 @@ void RunRecurrence(OpKernelContext* context, const Sequence& seq, const Cell& ce
     });
   }
   state->claims.Participate(0, [&](int slice, int t) { state->Compute(slice, t); });
+}
+
+// Runs the recurrence (`RunClaimed`); native recurrences run one at a time.
+template <typename Cell>
+void RunRecurrence(OpKernelContext* context, const Sequence& seq, const Cell& cell,
+                   float* h, float* c, const Kept& kept) {
+  std::lock_guard<std::mutex> one_at_a_time(RecurrenceMutex());
+  const int threads = ThreadCount(context, seq.units);
+  auto state = std::make_shared<Recurrence<Cell>>(seq, cell, h, c, kept, threads);
+  RunClaimed(context, state, threads);
   if (seq.steps % 2 == 1)  // the last step wrote the other buffer
     std::memcpy(h, state->h_other.data(), state->h_other.size() * sizeof(float));
 }
@@ -644,6 +674,99 @@ struct LstmCell {
             kept[3][j] = o;
           }
         });
+  }
+};
+
+// The LSTM's backward loop for training (what zoo.layers.fast_recurrent._lstm_backward
+// computes): from the kept gates and cell states, every step's pre-activation gradient
+// dz_t ([B, 4U]) and the gradients of the initial states. Slices are units as forward.
+// Phase s (0..T) first finishes dh of step T - s + 1's predecessor, dz_{T-s} @ U^T for its
+// own units (all of dz is ready: the previous phase is done), then the gate derivatives
+// of step T - 1 - s for its own units: one meeting per step, as in the forward loop.
+struct LstmBackward {
+  int steps, batch, units;
+  const float *kernel, *c0, *cs, *gates, *d_hs;  // [U, 4U], [B, U], [T, B, U], [T, B, 4U], ...
+  const bool* mask;                              // [T, B] or nullptr
+  float *dz, *dh, *dc;  // out: [T, B, 4U] (zeros in); dh0 (zeros in); dc0 (d_c_last in)
+  std::vector<int> begin;
+  std::vector<std::vector<float>> packed, products;
+  StepClaims claims;
+
+  LstmBackward(int steps, int batch, int units, int slices)
+      : steps(steps), batch(batch), units(units), begin(SliceBegins(units, slices)),
+        packed(slices), products(slices), claims(slices, steps + 1) {}
+
+  bool Valid(int t, int b) const {
+    return mask == nullptr || mask[static_cast<size_t>(t) * batch + b];
+  }
+
+  void Compute(int slice, int phase) {
+    const int j0 = begin[slice], width = begin[slice + 1] - j0;
+    if (width == 0) return;
+    const int panels = (width + kGemmPanel - 1) / kGemmPanel, stride = panels * kGemmPanel;
+    if (phase == 0) {
+      packed[slice] = PackTransposedSlice(kernel, units, 4, j0, j0 + width);
+      products[slice].resize(static_cast<size_t>(batch) * stride);
+    }
+    if (phase > 0) {  // dh through the step after (in time) the one computed below
+      const int t = steps - phase;
+      BatchProduct(batch, {{dz + static_cast<size_t>(t) * batch * 4 * units, 4 * units,
+                            4 * units, packed[slice].data()}},
+                   panels, products[slice].data());
+      for (int b = 0; b < batch; ++b)
+        if (Valid(t, b))  // a masked step passed dh through unchanged
+          std::memcpy(dh + static_cast<size_t>(b) * units + j0,
+                      products[slice].data() + static_cast<size_t>(b) * stride,
+                      width * sizeof(float));
+    }
+    if (phase < steps) GateGradients(steps - 1 - phase, j0, width);
+  }
+
+  void GateGradients(int t, int j0, int width) {
+    for (int b = 0; b < batch; ++b) {
+      const size_t row = static_cast<size_t>(t) * batch + b, state = static_cast<size_t>(b) * units;
+      const float* g_row = gates + row * 4 * units + j0;
+      const float *gi = g_row, *gf = g_row + units, *gg = g_row + 2 * units,
+                  *go = g_row + 3 * units;
+      const float* c = cs + row * units + j0;
+      const float* c_prev = (t > 0 ? cs + (row - batch) * units : c0 + state) + j0;
+      const float* upstream = d_hs + row * units + j0;
+      float *dh_j = dh + state + j0, *dc_j = dc + state + j0;
+      float* z_row = dz + row * 4 * units + j0;
+      float *dzi = z_row, *dzf = z_row + units, *dzg = z_row + 2 * units, *dzo = z_row + 3 * units;
+      const bool valid = Valid(t, b);
+      ForEachBlock(
+          width,
+          [&](auto isa, int j) {
+            using I = decltype(isa);
+            const auto one = I::Set1(1.0f);
+            const auto i = I::Load(gi + j), f = I::Load(gf + j), g = I::Load(gg + j),
+                       o = I::Load(go + j), tanh_c = I::Tanh(I::Load(c + j));
+            const auto d_h = I::Add(I::Load(dh_j + j), I::Load(upstream + j));
+            I::Store(dh_j + j, d_h);
+            if (!valid) return;
+            const auto step_dc = I::Fma(I::Mul(d_h, o), I::Fnma(tanh_c, tanh_c, one),
+                                        I::Load(dc_j + j));
+            I::Store(dzi + j, I::Mul(I::Mul(step_dc, g), I::Mul(i, I::Sub(one, i))));
+            I::Store(dzf + j, I::Mul(I::Mul(step_dc, I::Load(c_prev + j)),
+                                     I::Mul(f, I::Sub(one, f))));
+            I::Store(dzg + j, I::Mul(I::Mul(step_dc, i), I::Fnma(g, g, one)));
+            I::Store(dzo + j, I::Mul(I::Mul(d_h, tanh_c), I::Mul(o, I::Sub(one, o))));
+            I::Store(dc_j + j, I::Mul(step_dc, f));
+          },
+          [&](int j) {
+            const float i = gi[j], f = gf[j], g = gg[j], o = go[j], tanh_c = std::tanh(c[j]);
+            const float d_h = dh_j[j] + upstream[j];
+            dh_j[j] = d_h;
+            if (!valid) return;
+            const float step_dc = dc_j[j] + d_h * o * (1.0f - tanh_c * tanh_c);
+            dzi[j] = step_dc * g * i * (1.0f - i);
+            dzf[j] = step_dc * c_prev[j] * f * (1.0f - f);
+            dzg[j] = step_dc * i * (1.0f - g * g);
+            dzo[j] = d_h * tanh_c * o * (1.0f - o);
+            dc_j[j] = step_dc * f;
+          });
+    }
   }
 };
 
@@ -799,6 +922,55 @@ class GruSequenceOp : public SequenceOp {
   }
 };
 
+class LstmBackwardOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  bool IsExpensive() override { return false; }  // as SequenceOp
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor &kernel = context->input(0), &c0 = context->input(1), &cs = context->input(2),
+                 &gates = context->input(3), &d_hs = context->input(4),
+                 &d_c_last = context->input(5), &mask = context->input(6);
+    OP_REQUIRES(context, kernel.dims() == 2 && c0.dims() == 2 && cs.dims() == 3 &&
+                             gates.dims() == 3 && d_hs.dims() == 3,
+                InvalidArgument("expected recurrent_kernel [U, 4U], c0 [B, U], cs [T, B, U], "
+                                "gates [T, B, 4U], d_hs [T, B, U]"));
+    const int64_t steps = cs.dim_size(0), batch = cs.dim_size(1), units = cs.dim_size(2);
+    OP_REQUIRES(context, kernel.shape() == TensorShape({units, 4 * units}) &&
+                             c0.shape() == TensorShape({batch, units}) &&
+                             d_c_last.shape() == c0.shape() && d_hs.shape() == cs.shape() &&
+                             gates.shape() == TensorShape({steps, batch, 4 * units}),
+                InvalidArgument("inconsistent recurrent shapes: cs ", cs.shape().DebugString(),
+                                ", gates ", gates.shape().DebugString(), ", recurrent_kernel ",
+                                kernel.shape().DebugString()));
+    OP_REQUIRES(context, mask.NumElements() == 0 || (mask.dims() == 2 && mask.dim_size(0) == steps &&
+                                                     mask.dim_size(1) == batch),
+                InvalidArgument("mask must be [T, B] or empty, got ", mask.shape().DebugString()));
+    Tensor *dz = nullptr, *dh0 = nullptr, *dc0 = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, gates.shape(), &dz));
+    OP_REQUIRES_OK(context, context->allocate_output(1, c0.shape(), &dh0));
+    OP_REQUIRES_OK(context, context->allocate_output(2, c0.shape(), &dc0));
+    std::fill_n(dz->flat<float>().data(), dz->NumElements(), 0.0f);
+    std::fill_n(dh0->flat<float>().data(), dh0->NumElements(), 0.0f);
+    std::memcpy(dc0->flat<float>().data(), d_c_last.flat<float>().data(),
+                d_c_last.NumElements() * sizeof(float));
+
+    std::lock_guard<std::mutex> one_at_a_time(RecurrenceMutex());
+    const int threads = ThreadCount(context, units);
+    auto state = std::make_shared<LstmBackward>(steps, batch, units, threads);
+    state->kernel = kernel.flat<float>().data();
+    state->c0 = c0.flat<float>().data();
+    state->cs = cs.flat<float>().data();
+    state->gates = gates.flat<float>().data();
+    state->d_hs = d_hs.flat<float>().data();
+    state->mask = mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr;
+    state->dz = dz->flat<float>().data();
+    state->dh = dh0->flat<float>().data();
+    state->dc = dc0->flat<float>().data();
+    RunClaimed(context, state, threads);
+  }
+};
+
 }  // namespace
 
 // Shapes of the ops' outputs: hs, the states, then kept [T, B, n * U] values.
@@ -861,7 +1033,26 @@ REGISTER_OP("ZooGruSequence")
       return SequenceShapes(c, 5, 1, {4});
     });
 
+REGISTER_OP("ZooLstmBackward")
+    .Input("recurrent_kernel: float")  // [U, 4U]
+    .Input("c0: float")                // [B, U]
+    .Input("cs: float")                // [T, B, U]: every step's c, as ZooLstmSequence keeps it
+    .Input("gates: float")             // [T, B, 4U]: activated i, f, c~, o
+    .Input("d_hs: float")              // [T, B, U]: upstream gradient of every step's h
+    .Input("d_c_last: float")          // [B, U]
+    .Input("mask: bool")               // [T, B]; empty: every step is valid
+    .Output("dz: float")               // [T, B, 4U]: gradient of x_t @ W + h @ U + b
+    .Output("dh0: float")
+    .Output("dc0: float")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(3));
+      c->set_output(1, c->input(1));
+      c->set_output(2, c->input(1));
+      return tensorflow::OkStatus();
+    });
+
 REGISTER_KERNEL_BUILDER(Name("ZooLstmSequence").Device(tensorflow::DEVICE_CPU), LstmSequenceOp);
 REGISTER_KERNEL_BUILDER(Name("ZooGruSequence").Device(tensorflow::DEVICE_CPU), GruSequenceOp);
+REGISTER_KERNEL_BUILDER(Name("ZooLstmBackward").Device(tensorflow::DEVICE_CPU), LstmBackwardOp);
 
 }  // namespace zoo
