@@ -116,26 +116,33 @@ def test_native_loop_reads_batch_major_inputs(ops, cell, keep, batch, hoist):
         np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
 
 
-# The LSTM's native backward loop against the XLA one, from the same kept forward values.
+# The native backward loops against the XLA ones, from the same kept forward values.
 @pytest.mark.parametrize("units", [6, 70, 72])
 @pytest.mark.parametrize("batch", [1, 17])
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
-def test_native_lstm_backward_equals_xla_backward(ops, masked, batch, units):
-    w = _weights("lstm", units, batch)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_native_backward_equals_xla_backward(ops, cell, masked, batch, units):
+    w = _weights(cell, units, batch)
     mask = w["mask"] if masked else None
-    _, _, kept = fast_recurrent._native_lstm_forward(
-        ops, w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["c0"], w["recurrent_kernel"],
-        "all", False)
     rng = np.random.default_rng(5)
     d_hs = tf.constant(rng.normal(size=(T, batch, units)).astype("float32"))
-    d_c_last = tf.constant(rng.normal(size=(batch, units)).astype("float32"))
-    dz, dh0, dc0, _ = fast_recurrent._compiled(fast_recurrent._lstm_backward, True)(
-        mask, w["h0"], w["c0"], w["recurrent_kernel"], kept["h"], kept["c"], kept["gates"],
-        d_hs, d_c_last)
-    native = ops.zoo_lstm_backward(w["recurrent_kernel"], w["c0"], kept["c"], kept["gates"],
-                                   d_hs, d_c_last, fast_recurrent._native_mask(mask))
-    for expected, actual in zip((dz, dh0, dc0), native):
-        np.testing.assert_allclose(actual.numpy(), expected.numpy(), **TOLERANCE)
+    if cell == "lstm":
+        _, _, kept = fast_recurrent._native_lstm_forward(
+            ops, w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["c0"],
+            w["recurrent_kernel"], "all", False)
+        d_c_last = tf.constant(rng.normal(size=(batch, units)).astype("float32"))
+        args = (mask, w["h0"], w["c0"], w["recurrent_kernel"], kept["h"], kept["c"],
+                kept["gates"], d_hs, d_c_last)
+        xla, native = fast_recurrent._lstm_backward, fast_recurrent._native_lstm_backward
+    else:
+        _, kept = fast_recurrent._native_gru_forward(
+            ops, w["inputs"], w["kernel"], w["bias"], mask, w["h0"], w["recurrent_kernel"],
+            w["recurrent_bias"], "all", False)
+        args = (mask, w["h0"], w["recurrent_kernel"], kept["h"], kept["gates"], d_hs)
+        xla, native = fast_recurrent._gru_backward, fast_recurrent._native_gru_backward
+    expected = fast_recurrent._compiled(xla, True)(*args)
+    for e, a in zip(expected, native(ops, *args)):
+        np.testing.assert_allclose(a.numpy(), e.numpy(), rtol=1e-5, atol=2e-5)
 
 
 def _layer_pair(cell, units=40, **kwargs):
@@ -257,9 +264,13 @@ def test_bad_shapes_are_clear_errors(ops):
         ops.zoo_lstm_sequence(tf.zeros([2, T, F]), *lstm[1:], no_mask, batch_major=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="h0 and c0"):
         ops.zoo_lstm_sequence(*lstm[:5], w["c0"][:, :4], no_mask)
+    kept = (tf.zeros([T, 1, 8]), tf.zeros([T, 1, 32]), tf.zeros([T, 1, 8]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent recurrent shapes"):
-        ops.zoo_lstm_backward(w["recurrent_kernel"], w["c0"], w["inputs"][..., :8],
-                              tf.zeros([T, 1, 8]), w["inputs"][..., :8], w["c0"], no_mask)
+        ops.zoo_lstm_backward(w["recurrent_kernel"], w["c0"], kept[0], kept[1][..., :24],
+                              kept[2], w["c0"], no_mask)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mask must be"):
+        ops.zoo_gru_backward(w["recurrent_kernel"][:, :24], w["h0"], *kept,
+                             tf.ones([T, 2], tf.bool))
     gru = _weights("gru", 8, 2)
     with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_bias"):
         ops.zoo_gru_sequence(gru["inputs"], gru["kernel"], gru["bias"], gru["recurrent_kernel"],

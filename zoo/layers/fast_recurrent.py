@@ -19,8 +19,7 @@ do what cuDNN does on a GPU:
 * outside XLA-compiled functions the forward loop is a native op
   (`zoo.layers.native`, C++ built on first use) that splits each step's
   product across the cores, each keeping its slice of the kernels in its own
-  cache, in inference and as the forward pass of training; the LSTM's
-  backward loop runs natively too (the GRU's stays the XLA loop); the XLA
+  cache, in inference and in training (forward and backward loops); the XLA
   loops run when no C++ compiler is found.
 
 What stays the same as the stock layers: the variables (`kernel`,
@@ -218,8 +217,7 @@ def _native_ops(tensors):
     """The native op library if this forward pass can run it, else None.
 
     The native loops (`zoo.layers.native`) run in float32 outside XLA-compiled
-    functions, for inference and as the forward pass of training (and the
-    LSTM's backward loop; the GRU's stays the XLA loop).
+    functions, forward and backward.
     """
     if _in_xla_context():
         return None
@@ -257,6 +255,22 @@ def _native_gru_forward(ops, inputs, kernel, input_bias, mask, h0, recurrent_ker
         return_sequences=keep == "outputs", keep_all=keep == "all", hoist_inputs=hoist,
         batch_major=batch_major)
     return h, {"last": {}, "outputs": {"h": hs}, "all": {"h": hs, "gates": gates}}[keep]
+
+
+def _native_lstm_backward(ops, mask, h0, c0, recurrent_kernel, hs, cs, gates, d_hs, d_c_last):
+    """`_lstm_backward` by the native op: the loop natively, H^T dZ as one matmul."""
+    dz, dh0, dc0 = ops.zoo_lstm_backward(recurrent_kernel, c0, cs, gates, d_hs, d_c_last,
+                                         _native_mask(mask))
+    return dz, dh0, dc0, _weight_gradient(_previous(hs, h0), dz)
+
+
+def _native_gru_backward(ops, mask, h0, recurrent_kernel, hs, gates, d_hs):
+    """`_gru_backward` by the native op: the loop natively, H^T dZ as one matmul."""
+    d_hr, d_xw, dh0 = ops.zoo_gru_backward(recurrent_kernel, h0, hs, gates, d_hs,
+                                           _native_mask(mask))
+    d_recurrent_bias = tf.reduce_sum(tf.reshape(d_hr, [-1, tf.shape(recurrent_kernel)[-1]]),
+                                     axis=0)
+    return d_xw, dh0, _weight_gradient(_previous(hs, h0), d_hr), d_recurrent_bias
 
 
 # --------------------------------------------------------------------------------------
@@ -371,14 +385,10 @@ def lstm_sequence(inputs, kernel, bias, mask, h0, c0, recurrent_kernel, return_s
                 kept.update(forward(time_major, *loop_args[1:], "all", True)[2])
             d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
             d_c_last = tf.zeros_like(c_last) if d_c_last is None else d_c_last
-            if ops:
-                dz, dh0, dc0 = ops.zoo_lstm_backward(recurrent_kernel, c0, kept["c"],
-                                                     kept["gates"], d_hs, d_c_last,
-                                                     _native_mask(mask))
-                d_recurrent = _weight_gradient(_previous(kept["h"], h0), dz)
-            else:
-                dz, dh0, dc0, d_recurrent = backward(mask, h0, c0, recurrent_kernel, kept["h"],
-                                                     kept["c"], kept["gates"], d_hs, d_c_last)
+            backward_args = (mask, h0, c0, recurrent_kernel, kept["h"], kept["c"],
+                             kept["gates"], d_hs, d_c_last)
+            dz, dh0, dc0, d_recurrent = (_native_lstm_backward(ops, *backward_args) if ops
+                                         else backward(*backward_args))
             return (*_projection_gradients(time_major, kernel, dz, batch_major), dh0, dc0,
                     d_recurrent)
 
@@ -518,8 +528,9 @@ def gru_sequence(inputs, kernel, input_bias, mask, h0, recurrent_kernel, recurre
             if keep != "all":
                 kept.update(forward(time_major, *loop_args[1:], "all", True)[1])
             d_hs = _last_step_gradient(d_hs, d_h_last, kept["h"])
-            d_xw, dh0, d_recurrent, d_recurrent_bias = backward(
-                mask, h0, recurrent_kernel, kept["h"], kept["gates"], d_hs)
+            backward_args = (mask, h0, recurrent_kernel, kept["h"], kept["gates"], d_hs)
+            d_xw, dh0, d_recurrent, d_recurrent_bias = (
+                _native_gru_backward(ops, *backward_args) if ops else backward(*backward_args))
             d_inputs, d_kernel, d_input_bias = _projection_gradients(time_major, kernel, d_xw,
                                                                      batch_major)
             return d_inputs, d_kernel, d_input_bias, dh0, d_recurrent, d_recurrent_bias

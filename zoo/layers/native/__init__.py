@@ -8,8 +8,8 @@ between threads, so that each core keeps its slice of the kernels in its own
 L2, and runs every step's product there (a register-blocked matrix kernel for
 batches; for tiny ones each thread first projects the inputs of every step
 onto its columns). `zoo.layers.fast_recurrent` uses the ops outside
-XLA-compiled functions: for inference, and for the forward pass of training;
-`zoo_lstm_backward` is the LSTM's backward loop (the GRU's stays an XLA loop).
+XLA-compiled functions, for inference and for training's forward and
+backward loops.
 
 The library is compiled on first use with the system C++ compiler (`$CXX`,
 default `g++`) against the installed TensorFlow's headers, about 10 s, and
@@ -77,8 +77,8 @@ def _build(compiler, target):
 
 @functools.cache
 def recurrent_ops():
-    """The op library (`zoo_lstm_sequence`, `zoo_gru_sequence`, `zoo_lstm_backward`),
-    or None.
+    """The op library (`zoo_lstm_sequence`, `zoo_gru_sequence`, `zoo_lstm_backward`,
+    `zoo_gru_backward`), or None.
 
     None (with the reason in `unavailable_reason()`, logged once) when
     `ZOO_NATIVE_KERNELS=0`, when no C++ compiler is found, or when the build

@@ -1,5 +1,5 @@
 // Native LSTM / GRU loops on a CPU, as TensorFlow custom ops (ZooLstmSequence,
-// ZooGruSequence, ZooLstmBackward).
+// ZooGruSequence, ZooLstmBackward, ZooGruBackward).
 //
 // A recurrent step multiplies [x_t | h] by the kernels: at batch 64 a small matrix
 // product that XLA's dot runs at about 70% of this machine's matmul peak, at batch 1 a
@@ -15,8 +15,7 @@
 //   for its columns with the same kernel, as one [T * B, F] product; the steps then
 //   run `VectorMatrix`, which streams the recurrent slice at the L2's bandwidth.
 // With keep_all the ops also keep what the backward pass needs, so training runs its
-// forward pass here; ZooLstmBackward is the LSTM's backward loop (the GRU's stays
-// zoo.layers.fast_recurrent's XLA loop).
+// forward pass here, and ZooLstmBackward / ZooGruBackward run its backward loop.
 //
 // All compute what zoo.layers.fast_recurrent's XLA loops compute (Keras gate order; GRU
 // with reset_after=True), to float32 round-off. Built on first use by
@@ -677,99 +676,6 @@ struct LstmCell {
   }
 };
 
-// The LSTM's backward loop for training (what zoo.layers.fast_recurrent._lstm_backward
-// computes): from the kept gates and cell states, every step's pre-activation gradient
-// dz_t ([B, 4U]) and the gradients of the initial states. Slices are units as forward.
-// Phase s (0..T) first finishes dh of step T - s + 1's predecessor, dz_{T-s} @ U^T for its
-// own units (all of dz is ready: the previous phase is done), then the gate derivatives
-// of step T - 1 - s for its own units: one meeting per step, as in the forward loop.
-struct LstmBackward {
-  int steps, batch, units;
-  const float *kernel, *c0, *cs, *gates, *d_hs;  // [U, 4U], [B, U], [T, B, U], [T, B, 4U], ...
-  const bool* mask;                              // [T, B] or nullptr
-  float *dz, *dh, *dc;  // out: [T, B, 4U] (zeros in); dh0 (zeros in); dc0 (d_c_last in)
-  std::vector<int> begin;
-  std::vector<std::vector<float>> packed, products;
-  StepClaims claims;
-
-  LstmBackward(int steps, int batch, int units, int slices)
-      : steps(steps), batch(batch), units(units), begin(SliceBegins(units, slices)),
-        packed(slices), products(slices), claims(slices, steps + 1) {}
-
-  bool Valid(int t, int b) const {
-    return mask == nullptr || mask[static_cast<size_t>(t) * batch + b];
-  }
-
-  void Compute(int slice, int phase) {
-    const int j0 = begin[slice], width = begin[slice + 1] - j0;
-    if (width == 0) return;
-    const int panels = (width + kGemmPanel - 1) / kGemmPanel, stride = panels * kGemmPanel;
-    if (phase == 0) {
-      packed[slice] = PackTransposedSlice(kernel, units, 4, j0, j0 + width);
-      products[slice].resize(static_cast<size_t>(batch) * stride);
-    }
-    if (phase > 0) {  // dh through the step after (in time) the one computed below
-      const int t = steps - phase;
-      BatchProduct(batch, {{dz + static_cast<size_t>(t) * batch * 4 * units, 4 * units,
-                            4 * units, packed[slice].data()}},
-                   panels, products[slice].data());
-      for (int b = 0; b < batch; ++b)
-        if (Valid(t, b))  // a masked step passed dh through unchanged
-          std::memcpy(dh + static_cast<size_t>(b) * units + j0,
-                      products[slice].data() + static_cast<size_t>(b) * stride,
-                      width * sizeof(float));
-    }
-    if (phase < steps) GateGradients(steps - 1 - phase, j0, width);
-  }
-
-  void GateGradients(int t, int j0, int width) {
-    for (int b = 0; b < batch; ++b) {
-      const size_t row = static_cast<size_t>(t) * batch + b, state = static_cast<size_t>(b) * units;
-      const float* g_row = gates + row * 4 * units + j0;
-      const float *gi = g_row, *gf = g_row + units, *gg = g_row + 2 * units,
-                  *go = g_row + 3 * units;
-      const float* c = cs + row * units + j0;
-      const float* c_prev = (t > 0 ? cs + (row - batch) * units : c0 + state) + j0;
-      const float* upstream = d_hs + row * units + j0;
-      float *dh_j = dh + state + j0, *dc_j = dc + state + j0;
-      float* z_row = dz + row * 4 * units + j0;
-      float *dzi = z_row, *dzf = z_row + units, *dzg = z_row + 2 * units, *dzo = z_row + 3 * units;
-      const bool valid = Valid(t, b);
-      ForEachBlock(
-          width,
-          [&](auto isa, int j) {
-            using I = decltype(isa);
-            const auto one = I::Set1(1.0f);
-            const auto i = I::Load(gi + j), f = I::Load(gf + j), g = I::Load(gg + j),
-                       o = I::Load(go + j), tanh_c = I::Tanh(I::Load(c + j));
-            const auto d_h = I::Add(I::Load(dh_j + j), I::Load(upstream + j));
-            I::Store(dh_j + j, d_h);
-            if (!valid) return;
-            const auto step_dc = I::Fma(I::Mul(d_h, o), I::Fnma(tanh_c, tanh_c, one),
-                                        I::Load(dc_j + j));
-            I::Store(dzi + j, I::Mul(I::Mul(step_dc, g), I::Mul(i, I::Sub(one, i))));
-            I::Store(dzf + j, I::Mul(I::Mul(step_dc, I::Load(c_prev + j)),
-                                     I::Mul(f, I::Sub(one, f))));
-            I::Store(dzg + j, I::Mul(I::Mul(step_dc, i), I::Fnma(g, g, one)));
-            I::Store(dzo + j, I::Mul(I::Mul(d_h, tanh_c), I::Mul(o, I::Sub(one, o))));
-            I::Store(dc_j + j, I::Mul(step_dc, f));
-          },
-          [&](int j) {
-            const float i = gi[j], f = gf[j], g = gg[j], o = go[j], tanh_c = std::tanh(c[j]);
-            const float d_h = dh_j[j] + upstream[j];
-            dh_j[j] = d_h;
-            if (!valid) return;
-            const float step_dc = dc_j[j] + d_h * o * (1.0f - tanh_c * tanh_c);
-            dzi[j] = step_dc * g * i * (1.0f - i);
-            dzf[j] = step_dc * c_prev[j] * f * (1.0f - f);
-            dzg[j] = step_dc * i * (1.0f - g * g);
-            dzo[j] = d_h * tanh_c * o * (1.0f - o);
-            dc_j[j] = step_dc * f;
-          });
-    }
-  }
-};
-
 // ---------------------------------------------------------------------------------------
 // GRU (reset_after): hr = h @ U + b_r; z, r = sigmoid(x_zr + hr_zr);
 // h~ = tanh(x_h + r * hr_h); h = z h + (1 - z) h~.
@@ -818,6 +724,186 @@ struct GruCell {
             kept[3][j] = hr_h;
           }
         });
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Backward loops.
+// ---------------------------------------------------------------------------------------
+
+// The backward loops for training (what zoo.layers.fast_recurrent's _lstm_backward and
+// _gru_backward compute), from the values the forward pass kept: every step's gradient
+// dz_t ([B, gates * U]) of the step's h @ U (+ x_t @ W + b for the LSTM) and the initial
+// states' gradients. Slices are units, as in the forward loop. Phase s (0..T) first
+// carries dh of its own units through step T - s, dz_{T-s} @ U^T (all of dz_{T-s} is
+// ready: the previous phase is done), then computes the gate derivatives of step
+// T - 1 - s for its own units: one meeting per step, as in the forward loop. `Grad` has
+// kGates, Gates(t, b, j0, width, d_h, dz_row) (this row's derivatives from d_h, the
+// step's full gradient of h) and Through(t, b, j0, width, d_h, product, dh) (the carried
+// gradient: product = dz_t @ U^T, plus what reaches h_{t-1} directly).
+template <typename Grad>
+struct BackwardLoop {
+  int steps, batch, units;
+  Grad grad;
+  const float* kernel;  // [U, gates * U]
+  const float* d_hs;    // [T, B, U]: upstream gradient of every step's h
+  const bool* mask;     // [T, B] or nullptr
+  float *dz, *dh;       // out: [T, B, gates * U]; dh0 (zeros in)
+  std::vector<int> begin;
+  std::vector<std::vector<float>> packed, products;
+  StepClaims claims;
+
+  BackwardLoop(int steps, int batch, int units, const Grad& grad, int slices)
+      : steps(steps), batch(batch), units(units), grad(grad),
+        begin(SliceBegins(units, slices)), packed(slices), products(slices),
+        claims(slices, steps + 1) {}
+
+  bool Valid(int t, int b) const {
+    return mask == nullptr || mask[static_cast<size_t>(t) * batch + b];
+  }
+
+  void Compute(int slice, int phase) {
+    const int j0 = begin[slice], width = begin[slice + 1] - j0, gates = Grad::kGates;
+    if (width == 0) return;
+    const int panels = (width + kGemmPanel - 1) / kGemmPanel, stride = panels * kGemmPanel;
+    if (phase == 0) {
+      packed[slice] = PackTransposedSlice(kernel, units, gates, j0, j0 + width);
+      products[slice].resize(static_cast<size_t>(batch) * stride);
+    }
+    if (phase > 0) {  // dh through step t, into h_{t-1}
+      const int t = steps - phase;
+      BatchProduct(batch, {{dz + static_cast<size_t>(t) * batch * gates * units, gates * units,
+                            gates * units, packed[slice].data()}},
+                   panels, products[slice].data());
+      for (int b = 0; b < batch; ++b)
+        if (Valid(t, b))  // a masked step passed dh through unchanged
+          grad.Through(t, b, j0, width, products[slice].data() + static_cast<size_t>(b) * stride,
+                       dh + static_cast<size_t>(b) * units + j0);
+    }
+    if (phase < steps) GateGradients(steps - 1 - phase, j0, width);
+  }
+
+  void GateGradients(int t, int j0, int width) {
+    const int gates = Grad::kGates;
+    for (int b = 0; b < batch; ++b) {
+      const size_t row = static_cast<size_t>(t) * batch + b;
+      float* d_h = dh + static_cast<size_t>(b) * units + j0;
+      const float* upstream = d_hs + row * units + j0;
+      for (int j = 0; j < width; ++j) d_h[j] += upstream[j];
+      float* dz_row = dz + row * gates * units + j0;
+      if (Valid(t, b)) {
+        grad.Gates(t, b, j0, width, d_h, dz_row);
+      } else {
+        for (int g = 0; g < gates; ++g) std::fill_n(dz_row + g * units, width, 0.0f);
+        grad.Masked(t, b, j0, width);
+      }
+    }
+  }
+};
+
+// The LSTM's gate derivatives (dz = d of the pre-activations i, f, c~, o), from the kept
+// activated gates and cell states; dc is carried here.
+struct LstmGrad {
+  static constexpr int kGates = 4;
+  int batch, units;
+  const float *c0, *cs, *gates;  // [B, U], [T, B, U], [T, B, 4U]
+  float* dc;                     // [B, U]: d_c_last in, dc0 out
+
+  void Gates(int t, int b, int j0, int width, const float* d_h, float* dz) const {
+    const size_t row = static_cast<size_t>(t) * batch + b, state = static_cast<size_t>(b) * units;
+    const float* g_row = gates + row * 4 * units + j0;
+    const float *gi = g_row, *gf = g_row + units, *gg = g_row + 2 * units, *go = g_row + 3 * units;
+    const float* c = cs + row * units + j0;
+    const float* c_prev = (t > 0 ? cs + (row - batch) * units : c0 + state) + j0;
+    float* dc_j = dc + state + j0;
+    float *dzi = dz, *dzf = dz + units, *dzg = dz + 2 * units, *dzo = dz + 3 * units;
+    ForEachBlock(
+        width,
+        [&](auto isa, int j) {
+          using I = decltype(isa);
+          const auto one = I::Set1(1.0f), dh = I::Load(d_h + j);
+          const auto i = I::Load(gi + j), f = I::Load(gf + j), g = I::Load(gg + j),
+                     o = I::Load(go + j), tanh_c = I::Tanh(I::Load(c + j));
+          const auto step_dc =
+              I::Fma(I::Mul(dh, o), I::Fnma(tanh_c, tanh_c, one), I::Load(dc_j + j));
+          I::Store(dzi + j, I::Mul(I::Mul(step_dc, g), I::Mul(i, I::Sub(one, i))));
+          I::Store(dzf + j,
+                   I::Mul(I::Mul(step_dc, I::Load(c_prev + j)), I::Mul(f, I::Sub(one, f))));
+          I::Store(dzg + j, I::Mul(I::Mul(step_dc, i), I::Fnma(g, g, one)));
+          I::Store(dzo + j, I::Mul(I::Mul(dh, tanh_c), I::Mul(o, I::Sub(one, o))));
+          I::Store(dc_j + j, I::Mul(step_dc, f));
+        },
+        [&](int j) {
+          const float i = gi[j], f = gf[j], g = gg[j], o = go[j], tanh_c = std::tanh(c[j]);
+          const float step_dc = dc_j[j] + d_h[j] * o * (1.0f - tanh_c * tanh_c);
+          dzi[j] = step_dc * g * i * (1.0f - i);
+          dzf[j] = step_dc * c_prev[j] * f * (1.0f - f);
+          dzg[j] = step_dc * i * (1.0f - g * g);
+          dzo[j] = d_h[j] * tanh_c * o * (1.0f - o);
+          dc_j[j] = step_dc * f;
+        });
+  }
+  void Masked(int, int, int, int) const {}  // dc passes through
+  void Through(int, int, int, int width, const float* product, float* dh) const {
+    std::memcpy(dh, product, width * sizeof(float));
+  }
+};
+
+// The GRU's (reset_after): from the kept z, r, h~ and hr's h~ block, dz = the gradient of
+// hr = h @ U + b_r ([d z_pre, d r_pre, d h~_pre * r]) and d_xw, that of x @ W + b
+// ([d z_pre, d r_pre, d h~_pre]); h_{t-1} also gets dh * z directly.
+struct GruGrad {
+  static constexpr int kGates = 3;
+  int batch, units;
+  const float *h0, *hs, *gates;  // [B, U], [T, B, U], [T, B, 4U]
+  float* d_xw;                   // out: [T, B, 3U]
+
+  void Gates(int t, int b, int j0, int width, const float* d_h, float* dz) const {
+    const size_t row = static_cast<size_t>(t) * batch + b;
+    const float* g_row = gates + row * 4 * units + j0;
+    const float *gz = g_row, *gr = g_row + units, *gh = g_row + 2 * units,
+                *ghr = g_row + 3 * units;
+    const float* h_prev =
+        (t > 0 ? hs + (row - batch) * units : h0 + static_cast<size_t>(b) * units) + j0;
+    float* dx = d_xw + row * 3 * units + j0;
+    ForEachBlock(
+        width,
+        [&](auto isa, int j) {
+          using I = decltype(isa);
+          const auto one = I::Set1(1.0f), dh = I::Load(d_h + j);
+          const auto z = I::Load(gz + j), r = I::Load(gr + j), hh = I::Load(gh + j);
+          const auto d_zpre =
+              I::Mul(I::Mul(dh, I::Sub(I::Load(h_prev + j), hh)), I::Mul(z, I::Sub(one, z)));
+          const auto d_hpre = I::Mul(I::Mul(dh, I::Sub(one, z)), I::Fnma(hh, hh, one));
+          const auto d_rpre =
+              I::Mul(I::Mul(d_hpre, I::Load(ghr + j)), I::Mul(r, I::Sub(one, r)));
+          I::Store(dz + j, d_zpre);
+          I::Store(dz + units + j, d_rpre);
+          I::Store(dz + 2 * units + j, I::Mul(d_hpre, r));
+          I::Store(dx + j, d_zpre);
+          I::Store(dx + units + j, d_rpre);
+          I::Store(dx + 2 * units + j, d_hpre);
+        },
+        [&](int j) {
+          const float z = gz[j], r = gr[j], hh = gh[j];
+          const float d_zpre = d_h[j] * (h_prev[j] - hh) * z * (1.0f - z);
+          const float d_hpre = d_h[j] * (1.0f - z) * (1.0f - hh * hh);
+          const float d_rpre = d_hpre * ghr[j] * r * (1.0f - r);
+          dz[j] = d_zpre;
+          dz[units + j] = d_rpre;
+          dz[2 * units + j] = d_hpre * r;
+          dx[j] = d_zpre;
+          dx[units + j] = d_rpre;
+          dx[2 * units + j] = d_hpre;
+        });
+  }
+  void Masked(int t, int b, int j0, int width) const {
+    float* dx = d_xw + (static_cast<size_t>(t) * batch + b) * 3 * units + j0;
+    for (int g = 0; g < 3; ++g) std::fill_n(dx + g * units, width, 0.0f);
+  }
+  void Through(int t, int b, int j0, int width, const float* product, float* dh) const {
+    const float* z = gates + (static_cast<size_t>(t) * batch + b) * 4 * units + j0;
+    for (int j = 0; j < width; ++j) dh[j] = product[j] + dh[j] * z[j];
   }
 };
 
@@ -922,52 +1008,100 @@ class GruSequenceOp : public SequenceOp {
   }
 };
 
-class LstmBackwardOp : public OpKernel {
+// The backward ops' shared inputs: recurrent_kernel [U, gates * U], an initial state
+// [B, U], the kept states [T, B, U] and gates [T, B, 4U], d_hs [T, B, U] and the mask.
+tensorflow::Status CheckBackwardInputs(const Tensor& kernel, const Tensor& state0,
+                                       const Tensor& states, const Tensor& gates,
+                                       const Tensor& d_hs, const Tensor& mask, int kernel_gates) {
+  if (kernel.dims() != 2 || state0.dims() != 2 || states.dims() != 3 || gates.dims() != 3 ||
+      d_hs.dims() != 3)
+    return InvalidArgument("expected recurrent_kernel [U, gates*U], initial state [B, U], kept "
+                           "states [T, B, U], kept gates [T, B, 4U], d_hs [T, B, U]");
+  const int64_t steps = states.dim_size(0), batch = states.dim_size(1),
+                units = states.dim_size(2);
+  if (kernel.shape() != TensorShape({units, kernel_gates * units}) ||
+      state0.shape() != TensorShape({batch, units}) || d_hs.shape() != states.shape() ||
+      gates.shape() != TensorShape({steps, batch, 4 * units}))
+    return InvalidArgument("inconsistent recurrent shapes: states ", states.shape().DebugString(),
+                           ", gates ", gates.shape().DebugString(), ", recurrent_kernel ",
+                           kernel.shape().DebugString(), ", initial state ",
+                           state0.shape().DebugString(), ", d_hs ", d_hs.shape().DebugString());
+  if (mask.NumElements() > 0 &&
+      (mask.dims() != 2 || mask.dim_size(0) != steps || mask.dim_size(1) != batch))
+    return InvalidArgument("mask must be [T, B] or empty, got ", mask.shape().DebugString());
+  return tensorflow::OkStatus();
+}
+
+class BackwardOp : public OpKernel {
  public:
   using OpKernel::OpKernel;
   bool IsExpensive() override { return false; }  // as SequenceOp
 
+ protected:
+  // Output `index` of `shape`; nullptr if it could not be allocated (the status says why).
+  float* Output(OpKernelContext* context, int index, const TensorShape& shape) {
+    Tensor* out = nullptr;
+    auto status = context->allocate_output(index, shape, &out);
+    if (!status.ok()) return context->SetStatus(status), nullptr;
+    return out->flat<float>().data();
+  }
+
+  // Runs the loop: `dz` [T, B, gates * U] and the carried dh (out: dh0) from d_hs.
+  template <typename Grad>
+  void Run(OpKernelContext* context, const Grad& grad, const Tensor& kernel, const Tensor& d_hs,
+           const Tensor& mask, float* dz, float* dh) {
+    const int steps = d_hs.dim_size(0), batch = d_hs.dim_size(1), units = d_hs.dim_size(2);
+    std::fill_n(dh, static_cast<size_t>(batch) * units, 0.0f);
+    std::lock_guard<std::mutex> one_at_a_time(RecurrenceMutex());
+    const int threads = ThreadCount(context, units);
+    auto state = std::make_shared<BackwardLoop<Grad>>(steps, batch, units, grad, threads);
+    state->kernel = kernel.flat<float>().data();
+    state->d_hs = d_hs.flat<float>().data();
+    state->mask = mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr;
+    state->dz = dz;
+    state->dh = dh;
+    RunClaimed(context, state, threads);
+  }
+};
+
+class LstmBackwardOp : public BackwardOp {
+ public:
+  using BackwardOp::BackwardOp;
   void Compute(OpKernelContext* context) override {
     const Tensor &kernel = context->input(0), &c0 = context->input(1), &cs = context->input(2),
                  &gates = context->input(3), &d_hs = context->input(4),
                  &d_c_last = context->input(5), &mask = context->input(6);
-    OP_REQUIRES(context, kernel.dims() == 2 && c0.dims() == 2 && cs.dims() == 3 &&
-                             gates.dims() == 3 && d_hs.dims() == 3,
-                InvalidArgument("expected recurrent_kernel [U, 4U], c0 [B, U], cs [T, B, U], "
-                                "gates [T, B, 4U], d_hs [T, B, U]"));
-    const int64_t steps = cs.dim_size(0), batch = cs.dim_size(1), units = cs.dim_size(2);
-    OP_REQUIRES(context, kernel.shape() == TensorShape({units, 4 * units}) &&
-                             c0.shape() == TensorShape({batch, units}) &&
-                             d_c_last.shape() == c0.shape() && d_hs.shape() == cs.shape() &&
-                             gates.shape() == TensorShape({steps, batch, 4 * units}),
-                InvalidArgument("inconsistent recurrent shapes: cs ", cs.shape().DebugString(),
-                                ", gates ", gates.shape().DebugString(), ", recurrent_kernel ",
-                                kernel.shape().DebugString()));
-    OP_REQUIRES(context, mask.NumElements() == 0 || (mask.dims() == 2 && mask.dim_size(0) == steps &&
-                                                     mask.dim_size(1) == batch),
-                InvalidArgument("mask must be [T, B] or empty, got ", mask.shape().DebugString()));
-    Tensor *dz = nullptr, *dh0 = nullptr, *dc0 = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, gates.shape(), &dz));
-    OP_REQUIRES_OK(context, context->allocate_output(1, c0.shape(), &dh0));
-    OP_REQUIRES_OK(context, context->allocate_output(2, c0.shape(), &dc0));
-    std::fill_n(dz->flat<float>().data(), dz->NumElements(), 0.0f);
-    std::fill_n(dh0->flat<float>().data(), dh0->NumElements(), 0.0f);
-    std::memcpy(dc0->flat<float>().data(), d_c_last.flat<float>().data(),
-                d_c_last.NumElements() * sizeof(float));
+    OP_REQUIRES_OK(context, CheckBackwardInputs(kernel, c0, cs, gates, d_hs, mask, 4));
+    OP_REQUIRES(context, d_c_last.shape() == c0.shape(),
+                InvalidArgument("d_c_last must be [B, U] like c0"));
+    float* dz = Output(context, 0, gates.shape());
+    float* dh0 = Output(context, 1, c0.shape());
+    float* dc0 = Output(context, 2, c0.shape());
+    if (!context->status().ok()) return;
+    std::memcpy(dc0, d_c_last.flat<float>().data(), d_c_last.NumElements() * sizeof(float));
+    const LstmGrad grad{static_cast<int>(cs.dim_size(1)), static_cast<int>(cs.dim_size(2)),
+                        c0.flat<float>().data(), cs.flat<float>().data(),
+                        gates.flat<float>().data(), dc0};
+    Run(context, grad, kernel, d_hs, mask, dz, dh0);
+  }
+};
 
-    std::lock_guard<std::mutex> one_at_a_time(RecurrenceMutex());
-    const int threads = ThreadCount(context, units);
-    auto state = std::make_shared<LstmBackward>(steps, batch, units, threads);
-    state->kernel = kernel.flat<float>().data();
-    state->c0 = c0.flat<float>().data();
-    state->cs = cs.flat<float>().data();
-    state->gates = gates.flat<float>().data();
-    state->d_hs = d_hs.flat<float>().data();
-    state->mask = mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr;
-    state->dz = dz->flat<float>().data();
-    state->dh = dh0->flat<float>().data();
-    state->dc = dc0->flat<float>().data();
-    RunClaimed(context, state, threads);
+class GruBackwardOp : public BackwardOp {
+ public:
+  using BackwardOp::BackwardOp;
+  void Compute(OpKernelContext* context) override {
+    const Tensor &kernel = context->input(0), &h0 = context->input(1), &hs = context->input(2),
+                 &gates = context->input(3), &d_hs = context->input(4), &mask = context->input(5);
+    OP_REQUIRES_OK(context, CheckBackwardInputs(kernel, h0, hs, gates, d_hs, mask, 3));
+    const TensorShape shape({hs.dim_size(0), hs.dim_size(1), 3 * hs.dim_size(2)});
+    float* d_recurrent = Output(context, 0, shape);
+    float* d_xw = Output(context, 1, shape);
+    float* dh0 = Output(context, 2, h0.shape());
+    if (!context->status().ok()) return;
+    const GruGrad grad{static_cast<int>(hs.dim_size(1)), static_cast<int>(hs.dim_size(2)),
+                       h0.flat<float>().data(), hs.flat<float>().data(),
+                       gates.flat<float>().data(), d_xw};
+    Run(context, grad, kernel, d_hs, mask, d_recurrent, dh0);
   }
 };
 
@@ -1051,8 +1185,30 @@ REGISTER_OP("ZooLstmBackward")
       return tensorflow::OkStatus();
     });
 
+REGISTER_OP("ZooGruBackward")
+    .Input("recurrent_kernel: float")  // [U, 3U]
+    .Input("h0: float")                // [B, U]
+    .Input("hs: float")                // [T, B, U]: every step's h
+    .Input("gates: float")             // [T, B, 4U]: z, r, h~, hr's h~ block (ZooGruSequence)
+    .Input("d_hs: float")              // [T, B, U]: upstream gradient of every step's h
+    .Input("mask: bool")               // [T, B]; empty: every step is valid
+    .Output("d_recurrent: float")      // [T, B, 3U]: gradient of h @ U + b_r
+    .Output("d_xw: float")             // [T, B, 3U]: gradient of x_t @ W + b
+    .Output("dh0: float")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      auto kept = c->input(2);
+      tensorflow::shape_inference::DimensionHandle width;
+      TF_RETURN_IF_ERROR(c->Multiply(c->Dim(kept, 2), 3, &width));
+      auto shape = c->MakeShape({c->Dim(kept, 0), c->Dim(kept, 1), width});
+      c->set_output(0, shape);
+      c->set_output(1, shape);
+      c->set_output(2, c->input(1));
+      return tensorflow::OkStatus();
+    });
+
 REGISTER_KERNEL_BUILDER(Name("ZooLstmSequence").Device(tensorflow::DEVICE_CPU), LstmSequenceOp);
 REGISTER_KERNEL_BUILDER(Name("ZooGruSequence").Device(tensorflow::DEVICE_CPU), GruSequenceOp);
 REGISTER_KERNEL_BUILDER(Name("ZooLstmBackward").Device(tensorflow::DEVICE_CPU), LstmBackwardOp);
+REGISTER_KERNEL_BUILDER(Name("ZooGruBackward").Device(tensorflow::DEVICE_CPU), GruBackwardOp);
 
 }  // namespace zoo
