@@ -39,7 +39,7 @@ HOISTED_FAST = "zoo fast, x@W hoisted (XLA loops)"
 
 # (option, implementation A, implementation B, modes where the comparison isolates it).
 OPTIONS = (
-    ("native loops (vs the XLA loops alone; training: the forward pass)",
+    ("native loops (vs the XLA loops alone; training: forward and backward)",
      DEFAULT_FAST, XLA_LOOPS_FAST, MODES),
     ("XLA-compiled loops in the fast kernel (vs plain TF-graph loops; neither native)",
      XLA_LOOPS_FAST, NO_XLA_FAST, MODES),
