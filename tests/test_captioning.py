@@ -226,7 +226,7 @@ def _flickr8k_test_folder(folder, count, style="a photo of {}"):
     lines = [line for line in (flickr / "Flickr8k.token.txt").read_text().splitlines()
              if line.split("#")[0] in names]
     (folder / "captions.tsv").write_text("image\tcaption\n" + "".join(
-        f"{key}\t{style.format(caption)}\n" for key, caption in (l.split("\t") for l in lines)))
+        f"{key}\t{style.format(caption)}\n" for key, caption in (row.split("\t") for row in lines)))
     return folder
 
 
