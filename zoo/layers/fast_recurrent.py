@@ -16,11 +16,11 @@ do what cuDNN does on a GPU:
 * the backward pass is written out (`tf.custom_gradient`): one loop that only
   propagates `dh`/`dc` through `U^T`, then the weight and input gradients of all
   steps as big matmuls (`X^T dZ`, `H^T dZ`, `dZ W^T`);
-* outside XLA-compiled functions the forward loop is a native op
-  (`zoo.layers.native`, C++ built on first use) that splits each step's
+* outside XLA-compiled functions both loops are native ops
+  (`zoo.layers.native`, C++ built on first use) that split each step's
   product across the cores, each keeping its slice of the kernels in its own
-  cache, in inference and in training (forward and backward loops); the XLA
-  loops run when no C++ compiler is found.
+  cache, in inference and in training; the XLA loops run inside XLA-compiled
+  callers and when no C++ compiler is found.
 
 What stays the same as the stock layers: the variables (`kernel`,
 `recurrent_kernel`, `bias`, same shapes, names and gate order), so a checkpoint
