@@ -116,8 +116,9 @@ def test_native_loop_reads_batch_major_inputs(ops, cell, keep, batch, hoist):
         np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
 
 
-# The native backward loops against the XLA ones, from the same kept forward values.
-@pytest.mark.parametrize("units", [6, 70, 72])
+# The native backward loops against the XLA ones, from the same kept forward values
+# (units 256: the LSTM's dz rows are 4 KB apart, which the loop reads from padded rows).
+@pytest.mark.parametrize("units", [6, 70, 72, 256])
 @pytest.mark.parametrize("batch", [1, 17])
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -142,7 +143,9 @@ def test_native_backward_equals_xla_backward(ops, cell, masked, batch, units):
         xla, native = fast_recurrent._gru_backward, fast_recurrent._native_gru_backward
     expected = fast_recurrent._compiled(xla, True)(*args)
     for e, a in zip(expected, native(ops, *args)):
-        np.testing.assert_allclose(a.numpy(), e.numpy(), rtol=1e-5, atol=2e-5)
+        # float32 round-off of sums over up to 4U terms, in another order than XLA's
+        scale = max(1.0, float(np.abs(e.numpy()).max()))
+        np.testing.assert_allclose(a.numpy(), e.numpy(), rtol=1e-5, atol=2e-5 * scale)
 
 
 def _layer_pair(cell, units=40, **kwargs):

@@ -751,12 +751,28 @@ struct BackwardLoop {
   float *dz, *dh;       // out: [T, B, gates * U]; dh0 (zeros in)
   std::vector<int> begin;
   std::vector<std::vector<float>> packed, products;
+  // The product reads 14 rows of dz_t at once. At a row stride that is a multiple of
+  // 4 KB (the LSTM's 4U at U = 256) they all fall in one L1 set: 89 GFLOP/s on one core
+  // in a probe, 115 with rows padded by kRowPad floats (the LSTM backward loop at T=50
+  // ran 1.34-1.38x faster side by side). Such rows are copied to `padded` for the product, two steps
+  // of them: a thread may write step t - 1's while another still reads step t's.
+  static constexpr int kRowPad = 16;
+  const bool pad_rows;
+  const int padded_stride;
+  std::vector<float> padded;
   StepClaims claims;
 
   BackwardLoop(int steps, int batch, int units, const Grad& grad, int slices)
       : steps(steps), batch(batch), units(units), grad(grad),
         begin(SliceBegins(units, slices)), packed(slices), products(slices),
+        pad_rows(Grad::kGates * units % 1024 == 0),
+        padded_stride(Grad::kGates * units + kRowPad),
+        padded(pad_rows ? 2 * static_cast<size_t>(batch) * padded_stride : 0),
         claims(slices, steps + 1) {}
+
+  float* PaddedRow(int t, int b) {
+    return padded.data() + (static_cast<size_t>(t % 2) * batch + b) * padded_stride;
+  }
 
   bool Valid(int t, int b) const {
     return mask == nullptr || mask[static_cast<size_t>(t) * batch + b];
@@ -772,9 +788,11 @@ struct BackwardLoop {
     }
     if (phase > 0) {  // dh through step t, into h_{t-1}
       const int t = steps - phase;
-      BatchProduct(batch, {{dz + static_cast<size_t>(t) * batch * gates * units, gates * units,
-                            gates * units, packed[slice].data()}},
-                   panels, products[slice].data());
+      const Operand dz_t = pad_rows ? Operand{PaddedRow(t, 0), padded_stride, gates * units,
+                                              packed[slice].data()}
+                                    : Operand{dz + static_cast<size_t>(t) * batch * gates * units,
+                                              gates * units, gates * units, packed[slice].data()};
+      BatchProduct(batch, {dz_t}, panels, products[slice].data());
       for (int b = 0; b < batch; ++b)
         if (Valid(t, b))  // a masked step passed dh through unchanged
           grad.Through(t, b, j0, width, products[slice].data() + static_cast<size_t>(b) * stride,
@@ -797,6 +815,10 @@ struct BackwardLoop {
         for (int g = 0; g < gates; ++g) std::fill_n(dz_row + g * units, width, 0.0f);
         grad.Masked(t, b, j0, width);
       }
+      if (!pad_rows) continue;
+      float* padded_row = PaddedRow(t, b) + j0;
+      for (int g = 0; g < gates; ++g)
+        std::memcpy(padded_row + g * units, dz_row + g * units, width * sizeof(float));
     }
   }
 };
