@@ -48,8 +48,8 @@ def _comparable(kept, mask):
     return [kept[name] for name in sorted(kept)]
 
 
-def _xla_and_native(ops, cell, w, keep, mask, hoist=True, batch_major=False):
-    """(XLA loop, native op) results as (h_last, [c_last], kept values in name order).
+def _assert_native_equals_xla(ops, cell, w, keep, mask, hoist=True, batch_major=False):
+    """The native op's h_last, [c_last] and kept values equal the XLA loop's.
 
     With `batch_major` the native op reads the inputs as [B, T, F].
     """
@@ -70,7 +70,8 @@ def _xla_and_native(ops, cell, w, keep, mask, hoist=True, batch_major=False):
                                                        batch_major)
         expected, actual = [h], [nh]
     assert sorted(kept) == sorted(nkept)
-    return expected + _comparable(kept, mask), actual + _comparable(nkept, mask)
+    for e, a in zip(expected + _comparable(kept, mask), actual + _comparable(nkept, mask)):
+        np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
 
 
 # Tiny batches, x @ W + b of all steps before the loop: T * B rows of one row block (9)
@@ -83,9 +84,7 @@ def _xla_and_native(ops, cell, w, keep, mask, hoist=True, batch_major=False):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, units):
     w = _weights(cell, units, batch)
-    expected, actual = _xla_and_native(ops, cell, w, keep, w["mask"] if masked else None)
-    for e, a in zip(expected, actual):
-        np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
+    _assert_native_equals_xla(ops, cell, w, keep, w["mask"] if masked else None)
 
 
 # The batched loops (x_t @ W inside the step): batches of one row block and of several
@@ -98,10 +97,7 @@ def test_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, units):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_batched_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, units):
     w = _weights(cell, units, batch)
-    expected, actual = _xla_and_native(ops, cell, w, keep, w["mask"] if masked else None,
-                                       hoist=False)
-    for e, a in zip(expected, actual):
-        np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
+    _assert_native_equals_xla(ops, cell, w, keep, w["mask"] if masked else None, hoist=False)
 
 
 # Batch-major inputs ([B, T, F], as Keras layers get them: no transpose), both placements
@@ -111,9 +107,7 @@ def test_batched_native_loop_equals_xla_loop(ops, cell, keep, masked, batch, uni
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_native_loop_reads_batch_major_inputs(ops, cell, keep, batch, hoist):
     w = _weights(cell, 70, batch)
-    expected, actual = _xla_and_native(ops, cell, w, keep, w["mask"], hoist, batch_major=True)
-    for e, a in zip(expected, actual):
-        np.testing.assert_allclose(a.numpy(), e.numpy(), **TOLERANCE)
+    _assert_native_equals_xla(ops, cell, w, keep, w["mask"], hoist, batch_major=True)
 
 
 # The native backward loops against the XLA ones, from the same kept forward values

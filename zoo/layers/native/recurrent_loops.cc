@@ -288,7 +288,8 @@ void BatchProduct(int rows, std::initializer_list<Operand> operands, int panels,
       int count = 0;
       for (const Operand& operand : operands)
         segments[count++] = {operand.a + static_cast<size_t>(r) * operand.lda, operand.lda,
-                             operand.k, operand.packed + static_cast<size_t>(p) * operand.k * kGemmPanel};
+                             operand.k,
+                             operand.packed + static_cast<size_t>(p) * operand.k * kGemmPanel};
       PanelProductRows<kMaxRows>(std::min(kMaxRows, rows - r), segments, count,
                                  c + static_cast<size_t>(r) * ldc + p * kGemmPanel, ldc);
     }
@@ -752,8 +753,9 @@ struct GruCell {
 // ready: the previous phase is done), then computes the gate derivatives of step
 // T - 1 - s for its own units: one meeting per step, as in the forward loop. `Grad` has
 // kGates, Gates(t, b, j0, width, d_h, dz_row) (this row's derivatives from d_h, the
-// step's full gradient of h) and Through(t, b, j0, width, d_h, product, dh) (the carried
-// gradient: product = dz_t @ U^T, plus what reaches h_{t-1} directly).
+// step's full gradient of h), Masked(t, b, j0, width) (a masked row's other outputs) and
+// Through(t, b, j0, width, product, dh) (dh for h_{t-1}: product = dz_t @ U^T, plus what
+// reaches h_{t-1} directly; dh holds d_h on entry).
 template <typename Grad>
 struct BackwardLoop {
   int steps, batch, units;
@@ -767,8 +769,9 @@ struct BackwardLoop {
   // The product reads 14 rows of dz_t at once. At a row stride that is a multiple of
   // 4 KB (the LSTM's 4U at U = 256) they all fall in one L1 set: 89 GFLOP/s on one core
   // in a probe, 115 with rows padded by kRowPad floats (the LSTM backward loop at T=50
-  // ran 1.34-1.38x faster side by side). Such rows are copied to `padded` for the product, two steps
-  // of them: a thread may write step t - 1's while another still reads step t's.
+  // ran 1.34-1.38x faster side by side). Such rows are copied to `padded` for the
+  // product, two steps of them: a thread may write step t - 1's while another still
+  // reads step t's.
   static constexpr int kRowPad = 16;
   const bool pad_rows;
   const int padded_stride;
