@@ -949,6 +949,14 @@ struct GruGrad {
 // The ops.
 // ---------------------------------------------------------------------------------------
 
+// Output `index` of `shape`; nullptr if it could not be allocated (the status says why).
+float* AllocateOutput(OpKernelContext* context, int index, const TensorShape& shape) {
+  Tensor* out = nullptr;
+  auto status = context->allocate_output(index, shape, &out);
+  if (!status.ok()) return context->SetStatus(status), nullptr;
+  return out->flat<float>().data();
+}
+
 // The ops, for inference and, with keep_all, for a training forward pass (every step's
 // h, and c and the activated gates as the XLA loops of zoo.layers.fast_recurrent keep
 // them).
@@ -971,21 +979,18 @@ class SequenceOp : public OpKernel {
   // masked steps are never computed, so `zeros` fills them first.
   float* Output(OpKernelContext* context, int index, int steps, int batch, int width,
                 bool zeros = false) {
-    Tensor* out = nullptr;
-    auto status = context->allocate_output(index, TensorShape({steps, batch, width}), &out);
-    if (!status.ok()) return context->SetStatus(status), nullptr;
-    if (zeros) std::fill_n(out->flat<float>().data(), out->NumElements(), 0.0f);
-    return steps > 0 ? out->flat<float>().data() : nullptr;
+    float* out = AllocateOutput(context, index, TensorShape({steps, batch, width}));
+    if (out == nullptr) return nullptr;
+    if (zeros) std::fill_n(out, static_cast<size_t>(steps) * batch * width, 0.0f);
+    return steps > 0 ? out : nullptr;
   }
 
   // Output `index`, a state initialized from `initial`.
   float* State(OpKernelContext* context, int index, const Tensor& initial) {
-    Tensor* out = nullptr;
-    auto status = context->allocate_output(index, initial.shape(), &out);
-    if (!status.ok()) return context->SetStatus(status), nullptr;
-    std::memcpy(out->flat<float>().data(), initial.flat<float>().data(),
-                initial.NumElements() * sizeof(float));
-    return out->flat<float>().data();
+    float* out = AllocateOutput(context, index, initial.shape());
+    if (out != nullptr)
+      std::memcpy(out, initial.flat<float>().data(), initial.NumElements() * sizeof(float));
+    return out;
   }
 
   int OutputSteps(const Sequence& seq) const {
@@ -1076,14 +1081,6 @@ class BackwardOp : public OpKernel {
   bool IsExpensive() override { return false; }  // as SequenceOp
 
  protected:
-  // Output `index` of `shape`; nullptr if it could not be allocated (the status says why).
-  float* Output(OpKernelContext* context, int index, const TensorShape& shape) {
-    Tensor* out = nullptr;
-    auto status = context->allocate_output(index, shape, &out);
-    if (!status.ok()) return context->SetStatus(status), nullptr;
-    return out->flat<float>().data();
-  }
-
   // Runs the loop: `dz` [T, B, gates * U] and the carried dh (out: dh0) from d_hs.
   template <typename Grad>
   void Run(OpKernelContext* context, const Grad& grad, const Tensor& kernel, const Tensor& d_hs,
@@ -1112,9 +1109,9 @@ class LstmBackwardOp : public BackwardOp {
     OP_REQUIRES_OK(context, CheckBackwardInputs(kernel, c0, cs, gates, d_hs, mask, 4));
     OP_REQUIRES(context, d_c_last.shape() == c0.shape(),
                 InvalidArgument("d_c_last must be [B, U] like c0"));
-    float* dz = Output(context, 0, gates.shape());
-    float* dh0 = Output(context, 1, c0.shape());
-    float* dc0 = Output(context, 2, c0.shape());
+    float* dz = AllocateOutput(context, 0, gates.shape());
+    float* dh0 = AllocateOutput(context, 1, c0.shape());
+    float* dc0 = AllocateOutput(context, 2, c0.shape());
     if (!context->status().ok()) return;
     std::memcpy(dc0, d_c_last.flat<float>().data(), d_c_last.NumElements() * sizeof(float));
     const LstmGrad grad{static_cast<int>(cs.dim_size(1)), static_cast<int>(cs.dim_size(2)),
@@ -1132,9 +1129,9 @@ class GruBackwardOp : public BackwardOp {
                  &gates = context->input(3), &d_hs = context->input(4), &mask = context->input(5);
     OP_REQUIRES_OK(context, CheckBackwardInputs(kernel, h0, hs, gates, d_hs, mask, 3));
     const TensorShape shape({hs.dim_size(0), hs.dim_size(1), 3 * hs.dim_size(2)});
-    float* d_recurrent = Output(context, 0, shape);
-    float* d_xw = Output(context, 1, shape);
-    float* dh0 = Output(context, 2, h0.shape());
+    float* d_recurrent = AllocateOutput(context, 0, shape);
+    float* d_xw = AllocateOutput(context, 1, shape);
+    float* dh0 = AllocateOutput(context, 2, h0.shape());
     if (!context->status().ok()) return;
     const GruGrad grad{static_cast<int>(hs.dim_size(1)), static_cast<int>(hs.dim_size(2)),
                        h0.flat<float>().data(), hs.flat<float>().data(),
