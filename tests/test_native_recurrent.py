@@ -245,6 +245,55 @@ def test_concurrent_calls_give_the_same_results(ops):
         np.testing.assert_array_equal(result, expected)
 
 
+@pytest.mark.parametrize("batch", [1, 8], ids=["hoisted", "per-step"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_inference_follows_weight_updates(ops, cell, batch):
+    """An inference op reuses its packed kernels only while its kernels are unchanged:
+    after set_weights, in-place assign_add and an optimizer step it gives the new
+    weights' outputs, in a tf.function and eagerly."""
+    stock, fast = _layer_pair(cell, return_sequences=True)
+    x = tf.constant(np.random.default_rng(8).normal(size=(batch, T, F)).astype("float32"))
+    compiled = tf.function(lambda x: fast(x, training=False))
+    optimizers = {id(layer): keras.optimizers.SGD(0.5) for layer in (stock, fast)}
+    rng = np.random.default_rng(9)
+
+    def update_in_place(how):
+        deltas = [rng.normal(scale=0.2, size=v.shape).astype("float32")
+                  for v in stock.trainable_weights]
+        for layer in (stock, fast):
+            if how == "set_weights":
+                layer.set_weights([w + d for w, d in zip(layer.get_weights(), deltas)])
+            elif how == "assign_add":
+                for variable, delta in zip(layer.trainable_weights, deltas):
+                    variable.assign_add(delta)
+            else:
+                optimizers[id(layer)].apply([tf.constant(d) for d in deltas],
+                                            layer.trainable_weights)
+
+    previous = compiled(x).numpy()
+    for how in ["set_weights", "assign_add", "optimizer"]:
+        update_in_place(how)
+        expected = stock(x).numpy()
+        for actual in (compiled(x).numpy(), fast(x, training=False).numpy()):
+            np.testing.assert_allclose(actual, expected, **TOLERANCE)
+        assert not np.allclose(expected, previous), f"{how} should change the outputs"
+        previous = expected
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_new_kernel_tensors_are_repacked(ops, cell):
+    """Kernels that are new tensors each call (freed ones' memory reused) are packed anew."""
+    w = _weights(cell, 72, 1)
+    rng = np.random.default_rng(10)
+    for _ in range(5):
+        w = {**w, "kernel": tf.constant(rng.normal(scale=0.4, size=w["kernel"].shape)
+                                        .astype("float32")),
+             "recurrent_kernel": tf.constant(rng.normal(scale=0.4,
+                                                        size=w["recurrent_kernel"].shape)
+                                             .astype("float32"))}
+        _assert_native_equals_xla(ops, cell, w, "last", None)
+
+
 def test_bad_shapes_are_clear_errors(ops):
     w = _weights("lstm", 8, 1)
     no_mask = tf.zeros([0, 0], tf.bool)

@@ -5,10 +5,11 @@
 // product that XLA's dot runs at about 70% of this machine's matmul peak, at batch 1 a
 // vector-matrix product that XLA and TF run on one core, streaming the whole recurrent
 // kernel (1 MB at U=256, LSTM) from the shared L3 cache every step. Here the gate
-// columns are split between the worker threads: each thread packs its slice of the
-// kernels once per call (which also loads it into that core's own L2), then every step
-// multiplies only its slice, updates its own units, and meets the other threads before
-// the next step.
+// columns are split between threads (as many as TF's intra-op threads, the caller and
+// `Helper`s): each thread packs its slice of the kernels (which also loads it into that
+// core's own L2; inference reuses the packing while the kernels are unchanged), then
+// every step multiplies only its slice, updates its own units, and meets the other
+// threads before the next step.
 // - Batches: a register-blocked kernel (`BatchProduct`) computes x_t @ W next to h @ U
 //   inside the step.
 // - Tiny batches (hoist_inputs): each thread first computes x @ W + b of every step
@@ -23,8 +24,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -39,7 +43,6 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/platform/threadpool.h"
 
 namespace zoo {
 namespace {
@@ -301,8 +304,8 @@ void BatchProduct(int rows, std::initializer_list<Operand> operands, int panels,
 // claims slices of that step (its own first, so each slice stays in one core's L2),
 // computes them, and waits for the step's other slices. A participant that finds no
 // slice left only waits for slices being computed, never for a thread to start, so the
-// caller finishes alone if the pool is busy: no deadlock, and a descheduled helper
-// costs one slice, not a stalled barrier.
+// caller finishes alone if the helpers are busy or asleep: no deadlock, and a
+// descheduled helper costs one slice, not a stalled barrier.
 // ---------------------------------------------------------------------------------------
 
 // Spins briefly (a step takes microseconds), then yields the core, which matters when
@@ -475,6 +478,36 @@ tensorflow::Status CheckInputs(const Tensor& inputs, const Tensor& input_kernel,
   return tensorflow::OkStatus();
 }
 
+// Each slice's packed kernels: W's columns (`packed_inputs`) and U's (`packed`). An
+// inference op keeps its last call's and reuses them while it is called with the same
+// kernel tensors: packing took about 35 us of a 400 us batch-1 LSTM call in a probe.
+// Holding the tensors makes that safe. TF updates a variable's buffer in place only when
+// no other tensor shares it (assignments, optimizer updates and XLA copy it otherwise),
+// so a held buffer never changes, and no other tensor can be allocated at its address.
+struct PackedKernels {
+  Tensor input_kernel, kernel;  // held: the tensors last packed from (unset: none)
+  bool hoisted = false;
+  std::vector<std::vector<float>> packed_inputs, packed;  // per slice
+
+  // Whether packed_* hold these tensors' columns in this layout; else clears them.
+  bool Reusable(const Tensor& new_input_kernel, const Tensor& new_kernel, int slices,
+                bool new_hoisted) {
+    if (hoisted == new_hoisted && static_cast<int>(packed.size()) == slices &&
+        SameBuffer(input_kernel, new_input_kernel) && SameBuffer(kernel, new_kernel))
+      return true;
+    input_kernel = kernel = Tensor();
+    hoisted = new_hoisted;
+    packed_inputs.assign(slices, {});
+    packed.assign(slices, {});
+    return false;
+  }
+
+  static bool SameBuffer(const Tensor& held, const Tensor& other) {
+    return held.IsInitialized() && held.shape() == other.shape() &&
+           held.flat<float>().data() == other.flat<float>().data();
+  }
+};
+
 // The loop both cells share. `Cell` has kGates, kSeparateInput and
 //   Update(const float* x, int x_stride, const float* hu, int j0, int width, int units,
 //          float* h, float* c, float* gates)
@@ -493,9 +526,12 @@ struct Recurrence {
   Kept kept;
   std::vector<float> h_other;    // h is double-buffered: step t reads one, writes the other
   std::vector<int> begin;        // slice i holds units [begin[i], begin[i + 1])
-  // per slice: packed kernel and input kernel columns, h @ U (+ x_t @ W) products, and
-  // x @ W + b products (hoisted: of every step; else of this step, with kSeparateInput)
-  std::vector<std::vector<float>> packed, packed_inputs, products, input_products;
+  // per slice: packed U and W columns (PackedKernels'), packed by Prepare unless ready
+  std::vector<std::vector<float>>&packed, &packed_inputs;
+  const bool packed_ready;
+  // per slice: h @ U (+ x_t @ W) products, and x @ W + b products (hoisted: of every
+  // step; else of this step, with kSeparateInput)
+  std::vector<std::vector<float>> products, input_products;
   // per slice, batch-major and not hoisted: x_t's rows gathered contiguously. They are
   // T * F apart in the inputs, which at T * F a multiple of 1024 puts all the rows the
   // kernel reads at once in one L1 set (11% slower LSTM T=200 inference in a probe).
@@ -503,28 +539,31 @@ struct Recurrence {
   StepClaims claims;
 
   Recurrence(const Sequence& s, const Cell& cell, float* h, float* c, const Kept& kept,
-             int slices)
+             int slices, PackedKernels& kernels, bool packed_ready)
       : seq(s), cell(cell), h(h), c(c), kept(kept),
         h_other(h, h + static_cast<size_t>(s.batch) * s.units),
-        begin(SliceBegins(s.units, slices)), packed(slices), packed_inputs(slices),
-        products(slices), input_products(slices), step_inputs(slices),
-        claims(slices, s.steps) {}
+        begin(SliceBegins(s.units, slices)), packed(kernels.packed),
+        packed_inputs(kernels.packed_inputs), packed_ready(packed_ready), products(slices),
+        input_products(slices), step_inputs(slices), claims(slices, s.steps) {}
 
-  // Packs this slice's columns; hoisted, also computes x @ W + b of every step for them.
-  // `stride`: the row stride of BatchProduct's results (whole panels).
+  // Packs this slice's columns (unless packed_ready); hoisted, also computes
+  // x @ W + b of every step for them. `stride`: the row stride of BatchProduct's results
+  // (whole panels).
   void Prepare(int slice, int j0, int width, int stride) {
     const int gates = Cell::kGates;
-    packed_inputs[slice] = PackSlice(seq.input_kernel, seq.features, seq.units, gates, j0,
-                                     j0 + width, kGemmPanel, true);
+    if (!packed_ready) {
+      packed_inputs[slice] = PackSlice(seq.input_kernel, seq.features, seq.units, gates, j0,
+                                       j0 + width, kGemmPanel, true);
+      packed[slice] = seq.hoist_inputs
+          ? PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kPanel, false)
+          : PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kGemmPanel,
+                      true);
+    }
     if (seq.hoist_inputs) {
-      packed[slice] =
-          PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kPanel, false);
       products[slice].resize(gates * width);
       ProjectAllSteps(slice, j0, width, stride);
       return;
     }
-    packed[slice] =
-        PackSlice(seq.kernel, seq.units, seq.units, gates, j0, j0 + width, kGemmPanel, true);
     products[slice].resize(static_cast<size_t>(seq.batch) * stride);
     if (Cell::kSeparateInput) input_products[slice].resize(products[slice].size());
   }
@@ -614,15 +653,87 @@ struct Recurrence {
   }
 };
 
+// A helper thread of the recurrences. After each part it runs, it stays awake for
+// kAwake, spinning and yielding its core to any other runnable thread, so that
+// back-to-back recurrences (a latency-bound caller, a decoder, a training step's forward
+// and backward loops) find it running; then it sleeps until the next part is posted.
+// The intra-op pool's threads fall asleep sooner: in a probe, a batch-1 LSTM call waited
+// 40 us (median; 1.1 ms at the 99th percentile) for one to start, time in which the
+// caller computed the helper's slices too.
+class Helper {
+ public:
+  static constexpr auto kAwake = std::chrono::milliseconds(1);
+
+  Helper() { std::thread([this] { Loop(); }).detach(); }  // never destroyed
+
+  // Replaces a part not yet started: recurrences run one at a time and a caller returns
+  // only when all its work is done, so such a part has nothing left to do.
+  void Post(std::function<void()> part) {
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      part_ = std::move(part);
+      posted_.store(true, std::memory_order_release);
+      wake = sleeping_;
+    }
+    if (wake) wake_.notify_one();
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      WaitForPart();
+      std::function<void()> part;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        part.swap(part_);
+        posted_.store(false, std::memory_order_relaxed);
+      }
+      if (part) part();
+    }
+  }
+
+  void WaitForPart() {
+    const auto until = std::chrono::steady_clock::now() + kAwake;
+    for (int spins = 0; !posted_.load(std::memory_order_acquire); ++spins) {
+      if (spins < 4096) {
+#ifdef ZOO_AVX2
+        _mm_pause();
+#endif
+        continue;
+      }
+      std::this_thread::yield();
+      if (std::chrono::steady_clock::now() < until) continue;
+      std::unique_lock<std::mutex> lock(mutex_);
+      sleeping_ = true;
+      wake_.wait(lock, [this] { return posted_.load(std::memory_order_relaxed); });
+      sleeping_ = false;
+      return;
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::function<void()> part_;
+  std::atomic<bool> posted_{false};
+  bool sleeping_ = false;
+};
+
+// Helper `index`, created on first use. Called under RecurrenceMutex.
+Helper& HelperAt(int index) {
+  static auto* helpers = new std::vector<std::unique_ptr<Helper>>();  // never destroyed
+  while (static_cast<int>(helpers->size()) <= index) helpers->push_back(std::make_unique<Helper>());
+  return *(*helpers)[index];
+}
+
 // Runs state->Compute(slice, step) for every slice and step of state->claims on this
-// thread and up to `threads` - 1 helpers from the device's intra-op pool. Helpers share
-// ownership of the state, so one that starts after the caller returned finds the work
-// done and touches nothing else.
+// thread and `threads` - 1 helpers. Helpers share ownership of the state, so one that
+// starts after the caller returned finds the work done and touches nothing else.
+// Called under RecurrenceMutex.
 template <typename State>
-void RunClaimed(OpKernelContext* context, const std::shared_ptr<State>& state, int threads) {
-  auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
+void RunClaimed(const std::shared_ptr<State>& state, int threads) {
   for (int i = 1; i < threads; ++i) {
-    pool->Schedule([state, i] {
+    HelperAt(i - 1).Post([state, i] {
       if (!state->claims.Done())
         state->claims.Participate(i, [&](int slice, int t) { state->Compute(slice, t); });
     });
@@ -630,14 +741,26 @@ void RunClaimed(OpKernelContext* context, const std::shared_ptr<State>& state, i
   state->claims.Participate(0, [&](int slice, int t) { state->Compute(slice, t); });
 }
 
-// Runs the recurrence (`RunClaimed`); native recurrences run one at a time.
+// Both sequence ops' inputs: (inputs, kernel, bias, recurrent_kernel, ...).
+constexpr int kInputKernel = 1, kRecurrentKernel = 3;
+
+// Runs the recurrence (`RunClaimed`); native recurrences run one at a time. `kernels`:
+// the op's packed kernels, reused if they were packed from the same kernel tensors, and
+// kept for the next call if `keep`.
 template <typename Cell>
 void RunRecurrence(OpKernelContext* context, const Sequence& seq, const Cell& cell,
-                   float* h, float* c, const Kept& kept) {
+                   float* h, float* c, const Kept& kept, PackedKernels& kernels, bool keep) {
   std::lock_guard<std::mutex> one_at_a_time(RecurrenceMutex());
   const int threads = ThreadCount(context, seq.units);
-  auto state = std::make_shared<Recurrence<Cell>>(seq, cell, h, c, kept, threads);
-  RunClaimed(context, state, threads);
+  const Tensor &input_kernel = context->input(kInputKernel),
+               &kernel = context->input(kRecurrentKernel);
+  const bool ready = kernels.Reusable(input_kernel, kernel, threads, seq.hoist_inputs);
+  auto state = std::make_shared<Recurrence<Cell>>(seq, cell, h, c, kept, threads, kernels, ready);
+  RunClaimed(state, threads);
+  if (keep && seq.steps > 0) {  // every slice was packed at step 0
+    kernels.input_kernel = input_kernel;
+    kernels.kernel = kernel;
+  }
   if (seq.steps % 2 == 1)  // the last step wrote the other buffer
     std::memcpy(h, state->h_other.data(), state->h_other.size() * sizeof(float));
 }
@@ -999,6 +1122,9 @@ class SequenceOp : public OpKernel {
   int KeptSteps(const Sequence& seq) const { return keep_all_ ? seq.steps : 0; }
 
   bool return_sequences_ = true, keep_all_ = false, hoist_inputs_ = false, batch_major_ = false;
+  // Inference reuses them while the kernels are the same tensors; training's kernels
+  // change every step, and holding them would make each update copy them.
+  PackedKernels kernels_;  // guarded by RecurrenceMutex
 };
 
 class LstmSequenceOp : public SequenceOp {
@@ -1022,7 +1148,7 @@ class LstmSequenceOp : public SequenceOp {
     kept.gates = Output(context, 4, KeptSteps(seq), seq.batch, LstmCell::kKeptGates * seq.units,
                         seq.mask != nullptr);
     if (!context->status().ok()) return;
-    RunRecurrence(context, seq, LstmCell{}, h, c, kept);
+    RunRecurrence(context, seq, LstmCell{}, h, c, kept, kernels_, !keep_all_);
   }
 };
 
@@ -1047,7 +1173,8 @@ class GruSequenceOp : public SequenceOp {
     kept.gates = Output(context, 2, KeptSteps(seq), seq.batch, GruCell::kKeptGates * seq.units,
                         seq.mask != nullptr);
     if (!context->status().ok()) return;
-    RunRecurrence(context, seq, GruCell{recurrent_bias.flat<float>().data()}, h, nullptr, kept);
+    RunRecurrence(context, seq, GruCell{recurrent_bias.flat<float>().data()}, h, nullptr, kept,
+                  kernels_, !keep_all_);
   }
 };
 
@@ -1095,7 +1222,7 @@ class BackwardOp : public OpKernel {
     state->mask = mask.NumElements() > 0 ? mask.flat<bool>().data() : nullptr;
     state->dz = dz;
     state->dh = dh;
-    RunClaimed(context, state, threads);
+    RunClaimed(state, threads);
   }
 };
 
