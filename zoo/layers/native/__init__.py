@@ -11,6 +11,13 @@ onto its columns). `zoo.layers.fast_recurrent` uses the ops outside
 XLA-compiled functions, for inference and for training's forward and
 backward loops.
 
+The caller's thread runs one slice and the library's own helper threads the
+others (as many threads in all as TF's intra-op setting allows). A helper
+stays awake, spinning and yielding its core to other threads, for 1 ms after
+each recurrence, so back-to-back calls do not wait for it to wake; then it
+sleeps. Inference ops reuse each thread's packed copy of the kernels while
+they are called with the same kernel tensors (a weight update makes new ones).
+
 The library is compiled on first use with the system C++ compiler (`$CXX`,
 default `g++`) against the installed TensorFlow's headers, about 10 s, and
 cached under `$ZOO_CACHE_DIR/native` (default `~/.cache/zoo/native`), keyed by
