@@ -722,7 +722,8 @@ class Helper {
 // Helper `index`, created on first use. Called under RecurrenceMutex.
 Helper& HelperAt(int index) {
   static auto* helpers = new std::vector<std::unique_ptr<Helper>>();  // never destroyed
-  while (static_cast<int>(helpers->size()) <= index) helpers->push_back(std::make_unique<Helper>());
+  while (static_cast<int>(helpers->size()) <= index)
+    helpers->push_back(std::make_unique<Helper>());
   return *(*helpers)[index];
 }
 
