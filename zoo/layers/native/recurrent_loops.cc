@@ -695,21 +695,13 @@ class Helper {
 
   void WaitForPart() {
     const auto until = std::chrono::steady_clock::now() + kAwake;
-    for (int spins = 0; !posted_.load(std::memory_order_acquire); ++spins) {
-      if (spins < 4096) {
-#ifdef ZOO_AVX2
-        _mm_pause();
-#endif
-        continue;
-      }
-      std::this_thread::yield();
-      if (std::chrono::steady_clock::now() < until) continue;
-      std::unique_lock<std::mutex> lock(mutex_);
-      sleeping_ = true;
-      wake_.wait(lock, [this] { return posted_.load(std::memory_order_relaxed); });
-      sleeping_ = false;
-      return;
-    }
+    WaitUntil([&] {
+      return posted_.load(std::memory_order_acquire) || std::chrono::steady_clock::now() >= until;
+    });
+    std::unique_lock<std::mutex> lock(mutex_);
+    sleeping_ = true;
+    wake_.wait(lock, [this] { return posted_.load(std::memory_order_relaxed); });
+    sleeping_ = false;
   }
 
   std::mutex mutex_;
