@@ -318,3 +318,61 @@ def test_rejects_bad_arguments():
         run_beam(table, [0], [0], beam_size=0, max_length=3)
     with pytest.raises(ValueError, match="temperature"):
         run_sample(table, temperature=0.0)
+
+
+# --- the exact two-pass top_k of long rows ----------------------------------------
+
+
+def _top_k_cases():
+    rng = np.random.default_rng(0)
+    normal = rng.standard_normal((7, 5633)).astype(np.float32)
+    ties = rng.integers(0, 4, (5, 1000)).astype(np.float32)  # many equal maxima
+    ties[:, 900] = 9.0  # a late chunk ranks first, and ties with earlier chunks after its max
+    clustered = np.full((3, 2048), -5.0, np.float32)
+    clustered[:, 64:72] = np.arange(8, dtype=np.float32)  # the k best in one chunk
+    dead = normal[:, :800].copy()
+    dead[:, ::2] = decoding._DEAD  # the beam's dead scores, and -inf
+    dead[:, 1::7] = -np.inf
+    return {"normal": (normal, 6), "ties": (ties, 6), "clustered": (clustered, 6),
+            "dead": (dead, 6), "k=1": (normal, 1), "one chunk wide": (normal[:, :1024], 8)}
+
+
+@pytest.mark.parametrize("case", list(_top_k_cases()))
+def test_chunked_top_k_matches_tf_top_k(case):
+    x, k = _top_k_cases()[case]
+    assert x.shape[1] >= decoding._MIN_CHUNKED_RATIO * k * decoding._CHUNK  # the chunked path
+    values, indices = decoding._top_k(tf.constant(x), k)
+    expected_values, expected_indices = tf.math.top_k(x, k=k)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(values, expected_values)
+
+
+def test_chunked_top_k_in_compiled_functions_with_a_dynamic_batch():
+    x = _top_k_cases()["normal"][0]
+    spec = [tf.TensorSpec([None, x.shape[1]], tf.float32)]
+    expected = tf.math.top_k(x, k=6).indices
+    for jit_compile in (False, True):
+        top = tf.function(lambda rows: decoding._top_k(rows, 6), input_signature=spec,
+                          jit_compile=jit_compile)
+        np.testing.assert_array_equal(top(x)[1], expected)
+
+
+def test_beam_search_over_a_large_vocabulary_is_unchanged_by_the_chunked_top_k(monkeypatch):
+    vocab_size = 1000  # > _MIN_CHUNKED_RATIO * (beam + 1) * _CHUNK: the chunked path
+    rng = np.random.default_rng(3)
+    table = tf.nn.log_softmax(tf.constant(rng.standard_normal((vocab_size, vocab_size)) * 3,
+                                          tf.float32))
+
+    def step_fn(token_ids, state):  # first order, with the end token likely after a few steps
+        log_probs = tf.gather(table, token_ids) + tf.one_hot(END, vocab_size) * state["bonus"]
+        return tf.nn.log_softmax(log_probs), {"bonus": state["bonus"] + 1.0}
+
+    def search():
+        return decoding.beam_search(step_fn, {"bonus": tf.zeros([4, 1])}, tf.constant([0, 1, 3, 4]),
+                                    END, beam_size=5, max_length=12, length_penalty=0.6)
+
+    chunked = search()
+    monkeypatch.setattr(decoding, "_MIN_CHUNKED_RATIO", 10**9)  # every row takes tf.math.top_k
+    plain = search()
+    for key in ("tokens", "lengths", "scores"):
+        np.testing.assert_array_equal(chunked[key], plain[key])
