@@ -53,6 +53,8 @@ OPTIONS = (
      HOISTED_FAST, XLA_LOOPS_FAST, ("training", "inference")),
     ("whole-step XLA around the fast kernels (vs their XLA loops alone)",
      "zoo fast + XLA", XLA_LOOPS_FAST, MODES),
+    ("calling a ConcreteFunction (vs a tf.function) of the default fast model",
+     "zoo fast (default), ConcreteFunction", DEFAULT_FAST, ("latency",)),
     ("the default fast kernel vs the stock layer", DEFAULT_FAST, STOCK, MODES),
     ("the default fast kernel vs the stock layer + XLA", DEFAULT_FAST, "keras stock + XLA", MODES),
 )

@@ -5,6 +5,13 @@ is computed (it calls `.numpy()` or is a synchronous CPU call). All candidates
 of one comparison are warmed up (tracing, XLA compilation) and calibrated
 first; then every repetition times each of them once, in a rotating order, so
 that load from other processes and CPU frequency drift hit all alike.
+
+Each timing starts after a pause (`settle_seconds`), so that the threads the
+previous candidate left spinning have gone idle: torch's OpenMP workers keep
+spinning for several milliseconds after a call, and on 2 cores they take one
+from whatever runs next (a batch-64 LSTM call of the native loops took 20.5
+ms right after a torch call, 14.1 ms 10 ms later). A candidate's own calls
+stay back to back, so its threads are as warm as they are in a loop.
 """
 
 import statistics
@@ -26,7 +33,12 @@ def _seconds_per_call(function, calls):
     return (time.perf_counter() - start) / calls
 
 
-def interleaved(candidates, repetitions=5, min_seconds=0.2, warmup=2):
+# Longer than torch's OpenMP workers spin after a call (a 10 ms pause removed their effect).
+SETTLE_SECONDS = 0.05
+
+
+def interleaved(candidates, repetitions=5, min_seconds=0.2, warmup=2,
+                settle_seconds=SETTLE_SECONDS):
     """Median seconds per call of each candidate, measured side by side.
 
     Args:
@@ -34,6 +46,7 @@ def interleaved(candidates, repetitions=5, min_seconds=0.2, warmup=2):
         repetitions: timed rounds; each round times every candidate once.
         min_seconds: target duration of one timing (calls are repeated to reach it).
         warmup: untimed calls per candidate before calibration.
+        settle_seconds: pause before each timing, for other candidates' threads to idle.
 
     Returns:
         {name: {"seconds": median, "samples": [per-round seconds per call], "calls": n}}.
@@ -47,6 +60,7 @@ def interleaved(candidates, repetitions=5, min_seconds=0.2, warmup=2):
     for round_index in range(repetitions):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            time.sleep(settle_seconds)
             samples[name].append(_seconds_per_call(candidates[name], calls[name]))
     return {name: {"seconds": statistics.median(samples[name]), "samples": samples[name],
                    "calls": calls[name]} for name in names}
