@@ -78,7 +78,7 @@ def keras_variants(stock, cell, mode="training"):
     variants["zoo fast, XLA loops only"] = (options.loops_only(stock, jit_compile=True), False)
     if mode == "latency":
         variants[CONCRETE_FAST] = (variants["zoo fast (default)"][0], False)
-    if mode != "latency":
+    else:
         variants["zoo fast, x@W hoisted (XLA loops)"] = (options.hoisted_fast(stock), False)
     if cell == "lstm":
         variants["TF fused BlockLSTMV2"] = (options.fused_block_lstm(stock), False)
