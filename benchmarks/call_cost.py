@@ -34,8 +34,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def candidates(steps, with_torch=True):
-    """{name: callable} for one sequence length, all from one set of weights."""
+def native_op(steps, sizes):
+    """(the fast model, a call of the native LSTM op on its weights and a batch-64 input,
+    that input as a NumPy array)."""
     import tensorflow as tf
 
     from benchmarks import recurrent
@@ -44,7 +45,6 @@ def candidates(steps, with_torch=True):
     ops = native.recurrent_ops()
     if ops is None:
         raise SystemExit(f"the native kernels are unavailable: {native.unavailable_reason()}")
-    sizes = recurrent.Sizes()
     x, _ = recurrent._data(sizes.batch, steps, sizes)
     inputs = tf.constant(x)
     fast = fast_recurrent.fast_cpu_model(recurrent.stock_model("lstm", steps, sizes))
@@ -52,18 +52,27 @@ def candidates(steps, with_torch=True):
     kernel, bias, recurrent_kernel = (tf.convert_to_tensor(v) for v in
                                       (cell.kernel, cell.bias, cell.recurrent_kernel))
     zeros = tf.zeros([sizes.batch, sizes.units])
-    no_mask = tf.zeros([0, 0], tf.bool)
 
-    def op():
-        _, h_last, *_ = ops.zoo_lstm_sequence(
-            inputs, kernel, bias, recurrent_kernel, zeros, zeros, no_mask,
-            return_sequences=False, keep_all=False, hoist_inputs=False, batch_major=True)
-        return h_last
+    def op():  # the final h, as the fast layer runs the op at inference
+        return fast_recurrent._native_lstm_forward(
+            ops, inputs, kernel, bias, None, zeros, zeros, recurrent_kernel, keep="last",
+            hoist=False, batch_major=True)[0]
 
+    return fast, op, x
+
+
+def candidates(steps, with_torch=True):
+    """{name: callable} for one sequence length, all from one set of weights."""
+    import tensorflow as tf
+
+    from benchmarks import recurrent
+
+    sizes = recurrent.Sizes()
+    fast, op, x = native_op(steps, sizes)
     graph_op = tf.function(op)
     runs = {"native op, eager": lambda: op().numpy(),
             "native op, tf.function": lambda: graph_op().numpy(),
-            "fast model, tf.function": recurrent.keras_inference(fast, inputs, False)}
+            "fast model, tf.function": recurrent.keras_inference(fast, tf.constant(x), False)}
     if with_torch:
         import torch
 
@@ -83,10 +92,12 @@ def after_pause(pause_seconds=0.013, calls=100):
 
     small = tf.constant(np.ones((64, 10), np.float32))
     trivial = tf.function(lambda: small + 1.0)
-    native_op = candidates(50, with_torch=False)["native op, eager"]
+    from benchmarks.recurrent import Sizes
+
+    _, op, _ = native_op(50, Sizes())
     before = {"nothing (back to back)": lambda: None,
               f"sleep {pause_seconds * 1e3:.0f} ms": lambda: time.sleep(pause_seconds),
-              "the native op, T=50 (eager)": native_op}
+              "the native op, T=50 (eager)": lambda: op().numpy()}
     for run in [trivial, *before.values()]:  # warm up
         run()
     medians = {}
