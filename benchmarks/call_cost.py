@@ -35,8 +35,8 @@ def parse_args(argv=None):
 
 
 def native_op(steps, sizes):
-    """(the fast model, a call of the native LSTM op on its weights and a batch-64 input,
-    that input as a NumPy array)."""
+    """(fast model, op, x): the benchmark's fast LSTM model, a call of its native op
+    on the model's weights and a random batch `x` ([batch, steps, inputs], NumPy)."""
     import tensorflow as tf
 
     from benchmarks import recurrent
@@ -90,10 +90,10 @@ def after_pause(pause_seconds=0.013, calls=100):
     import numpy as np
     import tensorflow as tf
 
-    small = tf.constant(np.ones((64, 10), np.float32))
-    trivial = tf.function(lambda: small + 1.0)
     from benchmarks.recurrent import Sizes
 
+    small = tf.constant(np.ones((64, 10), np.float32))
+    trivial = tf.function(lambda: small + 1.0)
     _, op, _ = native_op(50, Sizes())
     before = {"nothing (back to back)": lambda: None,
               f"sleep {pause_seconds * 1e3:.0f} ms": lambda: time.sleep(pause_seconds),
