@@ -3,7 +3,10 @@
 Each model is timed as a user calls it (raw strings / windows / image paths in,
 readable results out), with its stock layers and, side by side, as a copy whose
 LSTM/GRU run `zoo.layers.fast_recurrent` (same weights). Inputs are the
-task's shipped examples (`TaskHandler.examples`), repeated to `count` items.
+task's shipped examples (`TaskHandler.examples`), repeated to `count` items;
+translators get the first `count` source sentences of their test split
+instead, because decoding time follows output length and their three shipped
+examples translate to at most 9 words.
 """
 
 import itertools
@@ -37,6 +40,14 @@ def _forecast_windows(model, count, seed=0):
     return mean + std * noise
 
 
+def translation_sources(spec, count):
+    """The first `count` source sentences of a translator's test split (cycled if fewer)."""
+    from zoo.tasks import translation
+
+    sources, _ = translation.load_pairs(spec.dataset, "test", *translation.languages(spec))
+    return _repeat(sources, count)
+
+
 def workloads(spec, model, count):
     """{label: (callable(model) -> results, items per call)} for the model's task.
 
@@ -51,6 +62,7 @@ def workloads(spec, model, count):
     if spec.task == "language_model":
         return {"score": (lambda m: m.score(texts), count)}
     if spec.task == "translation":
+        texts = translation_sources(spec, count)
         one_by_one = texts[:ONE_BY_ONE_ITEMS]
         return {"greedy": (lambda m: m.translate(texts, beam_size=1), count),
                 "beam-5": (lambda m: m.translate(texts, beam_size=5), count),

@@ -21,7 +21,7 @@ def test_pretrained_translator_meets_its_floor(name, trained_spec):
     card = read_card(spec.directory)
     assert card["smoke"] is False
     assert (spec.directory / "model.keras").stat().st_size <= 25 * 2**20
-    sources, references = translation.load_pairs("multi30k", "test", *translation._LANGUAGES[name])
+    sources, references = translation.load_pairs("multi30k", "test", *translation.languages(spec))
     assert len(sources) == 1000
     scores, hypotheses = translation.bleu_scores(model, sources, references, beam_size=5)
     # The shipped card's number is reproduced by loading the saved file.

@@ -723,12 +723,17 @@ EXAMPLES = {
 _LANGUAGES = {}
 
 
+def languages(spec=None):
+    """(source, target) language codes of a registered translator; ("en", "de") otherwise."""
+    return _LANGUAGES.get(getattr(spec, "name", None), ("en", "de"))
+
+
 def examples(spec=None):
-    return EXAMPLES[_LANGUAGES.get(getattr(spec, "name", None), ("en", "de"))]
+    return EXAMPLES[languages(spec)]
 
 
 def _evaluate_spec(model, spec, split="test"):
-    return evaluate(model, spec.dataset, _LANGUAGES[spec.name], _split_name(split))
+    return evaluate(model, spec.dataset, languages(spec), _split_name(split))
 
 
 registry.register_task(registry.TaskHandler(
