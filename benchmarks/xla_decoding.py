@@ -27,18 +27,16 @@ from zoo.tasks import translation
 
 def decode_ids(model, source_ids, beam_size):
     """Best hypothesis tokens [B, L] for source ids [B, S]: the search `translate` runs."""
-    encoded, mask, states = model._encode(source_ids)
-    keys = model.get_layer("attention").precompute_keys(encoded)
+    source, states = model._decoder_inputs(source_ids)
     start = tf.fill([tf.shape(source_ids)[0]], translation.START_ID)
     length = model.max_output_length
+    step_fn = model._step_function(attention_weights=False)
     if beam_size == 1:
-        step_fn = model._step_function(encoded, mask, keys, attention_weights=False)
         return decoding.greedy_search(step_fn, states, start, translation.END_ID, length,
-                                      pad_id=translation.PAD_ID)["tokens"]
-    tiled = decoding.tile_beams((encoded, mask, keys), beam_size)
-    step_fn = model._step_function(*tiled, attention_weights=False)
+                                      pad_id=translation.PAD_ID, constants=source)["tokens"]
     result = decoding.beam_search(step_fn, states, start, translation.END_ID, beam_size, length,
-                                  length_penalty=model.length_penalty, pad_id=translation.PAD_ID)
+                                  length_penalty=model.length_penalty, pad_id=translation.PAD_ID,
+                                  constants=source)
     return result["tokens"][:, 0]
 
 

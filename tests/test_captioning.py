@@ -122,13 +122,12 @@ def test_attention_is_a_distribution_over_the_grid(trained, beam_size):
 
 def test_beam_size_one_equals_greedy(trained):
     model, features = trained
-    regions, state = model._regions(tf.constant(features))
-    keys = model.decoder.get_layer("attention").precompute_keys(regions)
+    image, state = model._decoder_inputs(tf.constant(features))
     start = tf.fill([len(features)], captioning.START_ID)
-    common = dict(end_id=captioning.END_ID, max_length=10, pad_id=captioning.PAD_ID)
-    greedy = decoding.greedy_search(model._step_function(regions, keys), state, start, **common)
-    beam = decoding.beam_search(model._step_function(regions, keys), state, start,
-                                beam_size=1, **common)
+    common = dict(end_id=captioning.END_ID, max_length=10, pad_id=captioning.PAD_ID,
+                  constants=image)
+    greedy = decoding.greedy_search(model._step_function(), state, start, **common)
+    beam = decoding.beam_search(model._step_function(), state, start, beam_size=1, **common)
     np.testing.assert_array_equal(beam["tokens"][:, 0], greedy["tokens"])
     np.testing.assert_allclose(beam["log_probs"][:, 0], greedy["scores"], atol=1e-4)
     np.testing.assert_allclose(beam["extras"]["attention"][:, 0],

@@ -264,6 +264,107 @@ def test_exports_in_a_saved_model(tmp_path):
     np.testing.assert_allclose(actual["scores"], expected["scores"])
 
 
+# ---------------------------------------------------------------------------
+# Sentences that are done leave the batch (decoders given `constants`)
+
+BIAS_SENTENCES = 8
+
+
+def biased_decoder(table, rows):
+    """A step_fn of the toy model plus a per-sentence bias (its `constants`).
+
+    The bias on the end token ranges from discouraging to favouring it, so
+    sentences end at very different steps. `rows` counts the rows decoded.
+    """
+    def step_fn(token_ids, state, constants):
+        rows.assign_add(tf.shape(token_ids)[0])
+        logits = tf.gather_nd(table, tf.stack([state["previous"], token_ids], 1))
+        log_probs = tf.nn.log_softmax(logits + constants["bias"])
+        return log_probs, {"previous": token_ids}, {"input": tf.cast(token_ids, tf.float32)}
+
+    bias = np.zeros((BIAS_SENTENCES, table.shape[-1]), np.float32)
+    bias[:, END] = np.linspace(-4.0, 3.0, BIAS_SENTENCES)
+    return step_fn, {"bias": tf.constant(bias)}
+
+
+def decode_biased(search, table, rows, beam_size, as_constants, wrap=lambda f: f):
+    """Decodes the biased toy model, its bias passed as `constants` or closed over."""
+    step_fn, constants = biased_decoder(tf.constant(table, tf.float32), rows)
+    rng = np.random.default_rng(3)
+    previous = tf.constant(rng.integers(0, table.shape[-1], BIAS_SENTENCES), tf.int32)
+    start = tf.constant(rng.integers(3, table.shape[-1], BIAS_SENTENCES), tf.int32)
+    if search == "beam":
+        tiled = decoding.tile_beams(constants, beam_size)
+        decode = lambda **kw: decoding.beam_search(
+            step_fn=kw.pop("step_fn"), initial_state={"previous": previous}, start_ids=start,
+            end_id=END, beam_size=beam_size, max_length=14, length_penalty=0.6, **kw)
+    else:
+        tiled = constants
+        decode = lambda **kw: decoding.greedy_search(
+            step_fn=kw.pop("step_fn"), initial_state={"previous": previous}, start_ids=start,
+            end_id=END, max_length=14, **kw)
+    if as_constants:
+        run = lambda: decode(step_fn=step_fn, constants=constants)
+    else:
+        run = lambda: decode(step_fn=lambda ids, state: step_fn(ids, state, tiled))
+    rows.assign(0)
+    result = wrap(run)()
+    return result, int(rows.numpy())
+
+
+def assert_same_hypotheses(got, want):
+    assert sorted(got) == sorted(want)
+    for key in ("tokens", "lengths"):
+        np.testing.assert_array_equal(got[key], want[key])
+    for key in set(want) - {"tokens", "lengths"}:
+        # Float sums may round differently in a smaller batch.
+        for a, b in zip(tf.nest.flatten(got[key]), tf.nest.flatten(want[key])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("search, beam_size", [("greedy", 1), ("beam", 3), ("beam", 1)])
+@pytest.mark.parametrize("mode", ["eager", "tf.function"])
+def test_done_sentences_leave_the_batch_with_the_same_results(search, beam_size, mode):
+    table = random_model(7, seed=0)
+    rows = tf.Variable(0)
+    wrap = (lambda f: f) if mode == "eager" else tf.function
+    dropping, dropping_rows = decode_biased(search, table, rows, beam_size, True, wrap)
+    keeping, keeping_rows = decode_biased(search, table, rows, beam_size, False, wrap)
+    assert_same_hypotheses(dropping, keeping)
+    lengths = dropping["lengths"].numpy().reshape(BIAS_SENTENCES, -1)[:, 0]
+    assert lengths.min() <= 2 and lengths.max() == 14  # sentences end at different steps
+    assert dropping_rows < 0.8 * keeping_rows  # ... and stop costing rows when they do
+
+
+def test_done_sentences_stay_under_xla():
+    table = random_model(7, seed=0)
+    rows = tf.Variable(0)
+    compiled = lambda f: tf.function(f, jit_compile=True)
+    dropping, dropping_rows = decode_biased("beam", table, rows, 3, True, compiled)
+    keeping, keeping_rows = decode_biased("beam", table, rows, 3, False)
+    assert_same_hypotheses(dropping, keeping)
+    assert dropping_rows == keeping_rows
+
+
+def test_dropping_sentences_with_a_dynamic_batch():
+    table = tf.constant(random_model(7, seed=0), tf.float32)
+    rows = tf.Variable(0)
+    step_fn, constants = biased_decoder(table, rows)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([None, 7], tf.float32)])
+    def decode(previous, start, bias):
+        return decoding.beam_search(step_fn, {"previous": previous}, start, END, 3, 14,
+                                    length_penalty=0.6, constants={"bias": bias})
+
+    previous, start = tf.constant([0, 1, 3] * 3), tf.constant([1, 0, 3, 4, 5, 6, 3, 4, 5])
+    bias = tf.constant(np.linspace(-4.0, 3.0, 9 * 7).reshape(9, 7), tf.float32)
+    whole = decode(previous, start, bias)
+    for part in (slice(0, 1), slice(2, 7)):  # each sentence's hypotheses, whatever its batch
+        alone = decode(previous[part], start[part], bias[part])
+        assert_same_hypotheses(alone, tf.nest.map_structure(lambda x: x[part], whole))
+
+
 def run_sample(table, **kwargs):
     return decoding.sample(
         make_step_fn(table),

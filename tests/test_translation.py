@@ -67,16 +67,13 @@ def test_recurrent_layers_are_cudnn_eligible():
 
 def _decode_directly(model, texts, beam_size, length_penalty):
     """Greedy or beam search through the model's own step function."""
-    ids = model.source_tokenizer(tf.constant(texts))
-    encoded, mask, states = model._encode(ids)
-    keys = model.get_layer("attention").precompute_keys(encoded)
+    source, states = model._decoder_inputs(model.source_tokenizer(tf.constant(texts)))
     start = tf.fill([len(texts)], START_ID)
     if beam_size is None:
-        return decoding.greedy_search(model._step_function(encoded, mask, keys), states, start,
-                                      END_ID, 12)
-    step_fn = model._step_function(*decoding.tile_beams((encoded, mask, keys), beam_size))
-    return decoding.beam_search(step_fn, states, start, END_ID, beam_size, 12,
-                                length_penalty=length_penalty)
+        return decoding.greedy_search(model._step_function(), states, start, END_ID, 12,
+                                      constants=source)
+    return decoding.beam_search(model._step_function(), states, start, END_ID, beam_size, 12,
+                                length_penalty=length_penalty, constants=source)
 
 
 def test_beam_size_one_equals_greedy(trained):

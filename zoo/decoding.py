@@ -7,11 +7,14 @@ SavedModel; there is no Python loop over time and no custom op.
 
 A model plugs in through a *step function*:
 
-    step_fn(token_ids, state) -> (log_probs, new_state)
-    step_fn(token_ids, state) -> (log_probs, new_state, extras)
+    step_fn(token_ids, state[, constants]) -> (log_probs, new_state)
+    step_fn(token_ids, state[, constants]) -> (log_probs, new_state, extras)
 
 * `token_ids`: `[N]` int32, the previous token of each hypothesis.
 * `state`: any nest of tensors with leading dimension `N` (RNN states, ...).
+* `constants` (when the decoder is given `constants=`): a nest of tensors with
+  leading dimension `N` that stay the same while decoding (encoder outputs,
+  source masks, precomputed attention keys).
 * `log_probs`: `[N, V]` normalized log-probabilities (<= 0) of the next token.
 * `extras` (optional): a nest of tensors with leading dimension `N`, e.g. the
   attention weights of this step. Decoders record them along each returned
@@ -20,11 +23,14 @@ A model plugs in through a *step function*:
 `N` is the batch size `B` for greedy search and sampling and `B * beam_size`
 for beam search, where the hypotheses of sentence `b` are rows
 `b * beam_size ... (b + 1) * beam_size - 1`. Beam search tiles `initial_state`
-and reorders it with a gather at every step. Tensors that are constant per
-sentence (encoder outputs, precomputed attention keys) are cheaper kept out of
-the state: tile them once with `tile_beams` and close over them in `step_fn`.
-`step_fn` is traced twice: the first step runs before the loop, to learn the
-structure of `state` and `extras` that the loop variables must keep.
+(and `constants`) and reorders the state with a gather at every step;
+`constants` are not reordered, as they are the same for every hypothesis of a
+sentence. Pass per-sentence tensors as `constants` rather than closing over
+them: then greedy and beam search drop the sentences that are done from the
+batch, so that `N` shrinks as sentences end (outside XLA, which needs static
+shapes), with the same results (benchmarks/README.md gives the speed-up).
+`step_fn` is traced twice: the first step runs before the loop,
+to learn the structure of `state` and `extras` that the loop variables must keep.
 
 Outputs are dicts of tensors with a static time dimension `L = max_length`
 (a Python int): `tokens` hold the generated tokens, the end token included,
@@ -34,29 +40,28 @@ then `pad_id`; `lengths` count the generated tokens, the end token included
 Example, a GRU decoder with attention (`zoo.layers.attention`):
 
 ```python
-def make_step_fn(encoder_outputs, source_mask):
-    keys = attention.precompute_keys(encoder_outputs)     # once per source
+def step_fn(token_ids, state, source):
+    output, hidden = gru_cell(embedding(token_ids), state["hidden"])
+    context, weights = attention(output, source["outputs"], mask=source["mask"],
+                                 keys=source["keys"])
+    logits = projection(keras.ops.concatenate([output, context], -1))
+    return tf.nn.log_softmax(logits), {"hidden": hidden}, {"attention": weights}
 
-    def step_fn(token_ids, state):
-        output, hidden = gru_cell(embedding(token_ids), state["hidden"])
-        context, weights = attention(output, encoder_outputs, mask=source_mask, keys=keys)
-        logits = projection(keras.ops.concatenate([output, context], -1))
-        return tf.nn.log_softmax(logits), {"hidden": hidden}, {"attention": weights}
-
-    return step_fn
-
-result = greedy_search(make_step_fn(encoder_outputs, source_mask),
-                       {"hidden": encoder_state}, start_ids, end_id, max_length=50)
+source = {"outputs": encoder_outputs, "mask": source_mask,
+          "keys": attention.precompute_keys(encoder_outputs)}   # once per source
+result = greedy_search(step_fn, {"hidden": encoder_state}, start_ids, end_id,
+                       max_length=50, constants=source)
 result["tokens"], result["extras"]["attention"]          # [B, 50], [B, 50, Ts]
 
-tiled = tile_beams((encoder_outputs, source_mask), beam_size=5)
-result = beam_search(make_step_fn(*tiled), {"hidden": encoder_state}, start_ids,
-                     end_id, beam_size=5, max_length=50, length_penalty=0.6)
+result = beam_search(step_fn, {"hidden": encoder_state}, start_ids, end_id,
+                     beam_size=5, max_length=50, length_penalty=0.6, constants=source)
 result["tokens"][:, 0], result["extras"]["attention"][:, 0]   # best hypotheses
 ```
 """
 
 import tensorflow as tf
+
+from zoo.xla import in_xla_context
 
 __all__ = ["beam_search", "gnmt_length_penalty", "greedy_search", "sample", "tile_beams"]
 
@@ -88,9 +93,9 @@ def gnmt_length_penalty(length, alpha):
 # Shared helpers
 
 
-def _call_step(step_fn, token_ids, state):
-    """Calls `step_fn`, returning `(log_probs float32, new_state, extras)`."""
-    outputs = step_fn(token_ids, state)
+def _call_step(step_fn, token_ids, state, constants=None):
+    """Calls `step_fn` (with `constants` if given): `(log_probs float32, new_state, extras)`."""
+    outputs = step_fn(token_ids, state) if constants is None else step_fn(token_ids, state, constants)
     if len(outputs) == 2:
         (log_probs, new_state), extras = outputs, ()
     elif len(outputs) == 3:
@@ -149,12 +154,17 @@ def _check_max_length(max_length):
 # Greedy search and sampling: one hypothesis per sentence
 
 
-def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id):
-    """Decodes one hypothesis per row, taking `choose(log_probs, step)` at each step."""
+def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id,
+                     constants=None, compact=False):
+    """Decodes one hypothesis per row, taking `choose(log_probs, step)` at each step.
+
+    With `compact` (which needs `constants`), rows that ended leave the batch.
+    """
     _check_max_length(max_length)
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
     end_id = tf.convert_to_tensor(end_id, tf.int32)
     batch_size = _static_or_dynamic_shape(start_ids)[0]
+    compact = compact and constants is not None and not in_xla_context()
 
     def update(outputs, loop):
         log_probs, new_state, extras = outputs
@@ -167,6 +177,7 @@ def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choo
             history, step, tf.where(_broadcast_rows(finished, x), tf.zeros_like(x), x)
         )
         return {
+            **loop,
             "step": step + 1,
             # Ended rows are fed the end token: any valid id would do.
             "ids": tf.where(now_finished, end_id, chosen),
@@ -178,9 +189,13 @@ def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choo
             "extras": tf.nest.map_structure(record, loop["extras"], extras),
         }
 
+    outcome = lambda loop: {key: loop[key] for key in ("tokens", "lengths", "log_probs", "extras")}
+    leave_when_ended = lambda loop: _without_done_sentences(
+        loop, loop["finished"], outcome(loop)) if compact else loop
+
     # The first step runs before the loop: its outputs tell the structure and
     # shapes of `state` and `extras`, which the loop variables must keep.
-    first_outputs = _call_step(step_fn, start_ids, initial_state)
+    first_outputs = _call_step(step_fn, start_ids, initial_state, constants)
     loop = {
         "step": tf.constant(0),
         "ids": start_ids,
@@ -191,26 +206,43 @@ def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choo
         "tokens": tf.fill([batch_size, max_length], tf.constant(pad_id, tf.int32)),
         "extras": tf.nest.map_structure(lambda x: _empty_history(x, max_length), first_outputs[2]),
     }
+    if constants is not None:
+        loop["constants"] = constants
     loop = update(first_outputs, loop)
+    if compact:
+        loop.update(sentences=tf.range(batch_size), results=outcome(loop))
+        loop = leave_when_ended(loop)
 
     def keep_going(loop):
         return (loop["step"] < max_length) & ~tf.reduce_all(loop["finished"])
 
     def body(loop):
-        return (update(_call_step(step_fn, loop["ids"], loop["state"]), loop),)
+        outputs = _call_step(step_fn, loop["ids"], loop["state"], loop.get("constants"))
+        return (leave_when_ended(update(outputs, loop)),)
 
-    (loop,) = tf.while_loop(keep_going, body, (loop,), maximum_iterations=max_length - 1)
-    result = {"tokens": loop["tokens"], "lengths": loop["lengths"], "scores": loop["log_probs"]}
-    if tf.nest.flatten(loop["extras"]):
-        result["extras"] = loop["extras"]
+    (loop,) = tf.while_loop(
+        keep_going,
+        body,
+        (loop,),
+        shape_invariants=(_any_batch_size(loop),) if compact else None,
+        maximum_iterations=max_length - 1,
+    )
+    final = outcome(loop)
+    if compact:
+        final = _scatter_sentences(loop["results"], loop["sentences"], final)
+    result = {"tokens": final["tokens"], "lengths": final["lengths"], "scores": final["log_probs"]}
+    if tf.nest.flatten(final["extras"]):
+        result["extras"] = final["extras"]
     return result
 
 
-def greedy_search(step_fn, initial_state, start_ids, end_id, max_length, pad_id=0):
+def greedy_search(step_fn, initial_state, start_ids, end_id, max_length, pad_id=0,
+                  constants=None):
     """Decodes by taking the most likely token at every step.
 
     Args:
-        step_fn: `(token_ids [B], state) -> (log_probs [B, V], new_state[, extras])`.
+        step_fn: `(token_ids [B], state) -> (log_probs [B, V], new_state[, extras])`,
+            or `(token_ids, state, constants) -> ...` with `constants`.
             Rows that have ended are fed `end_id` until all rows end; what
             `step_fn` returns for them is ignored.
         initial_state: nest of `[B, ...]` tensors, the state before the first token.
@@ -218,6 +250,11 @@ def greedy_search(step_fn, initial_state, start_ids, end_id, max_length, pad_id=
         end_id: the end-of-sequence token; a row stops after producing it.
         max_length: Python int, the most tokens generated per row (end token included).
         pad_id: the token written after the end.
+        constants: optional nest of `[B, ...]` tensors passed to `step_fn` as
+            its third argument, row for row with `token_ids`. With them,
+            rows that have ended leave the batch (outside XLA): `step_fn`
+            then runs on the rows still being decoded only, once a quarter
+            of them have ended.
 
     Returns:
         A dict with `tokens` `[B, max_length]` int32, `lengths` `[B]` int32
@@ -226,7 +263,8 @@ def greedy_search(step_fn, initial_state, start_ids, end_id, max_length, pad_id=
         zeros after the end).
     """
     choose = lambda log_probs, step: tf.argmax(log_probs, axis=-1, output_type=tf.int32)
-    return _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id)
+    return _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id,
+                            constants, compact=True)
 
 
 def _as_stateless_seed(seed):
@@ -249,6 +287,7 @@ def sample(
     top_k=None,
     seed=None,
     pad_id=0,
+    constants=None,
 ):
     """Decodes by sampling each token from the (tempered, truncated) distribution.
 
@@ -258,8 +297,9 @@ def sample(
     the same tokens, in eager mode, in a `tf.function` and under XLA.
 
     Args:
-        step_fn, initial_state, start_ids, end_id, max_length, pad_id: as in
-            `greedy_search`.
+        step_fn, initial_state, start_ids, end_id, max_length, pad_id, constants:
+            as in `greedy_search`, except that every row stays in the batch
+            until all have ended (each row's draw depends on its position).
         temperature: positive float; below 1 sharpens, above 1 flattens.
         top_k: optional int, sample among the `top_k` most likely tokens only.
         seed: int or `[2]` int tensor for reproducible samples; `None` draws
@@ -284,7 +324,8 @@ def sample(
         picked = tf.random.stateless_categorical(top_logits, 1, step_seed, dtype=tf.int32)
         return tf.gather(top_ids, picked[:, 0], batch_dims=1)
 
-    return _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id)
+    return _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id,
+                            constants)
 
 
 # Rows at least this many times longer than the candidates (k * _CHUNK) take `_top_k`'s
@@ -351,6 +392,7 @@ def beam_search(
     max_length,
     length_penalty=0.0,
     pad_id=0,
+    constants=None,
 ):
     """Decodes the `beam_size` best hypotheses of each sentence by beam search.
 
@@ -374,9 +416,18 @@ def beam_search(
     Hypotheses still live at `max_length` compete with the finished ones, so
     the result is the `beam_size` best of all hypotheses found, best first.
 
+    With `constants`, sentences that are done leave the batch: `step_fn`
+    then runs on the rows of the sentences still being decoded only (once a
+    quarter of them are done), which gives the same hypotheses with less work
+    when sentences finish at different steps. That needs every per-sentence
+    tensor `step_fn` reads (encoder outputs, masks, attention keys) to come in
+    through `constants` rather than a closure; it is skipped inside XLA,
+    whose shapes are static.
+
     Args:
         step_fn: `(token_ids [N], state) -> (log_probs [N, V], new_state[, extras])`
-            with `N = B * beam_size`; see the module docstring for the row layout.
+            with `N = B * beam_size` (see the module docstring for the row
+            layout), or `(token_ids, state, constants) -> ...` with `constants`.
             Rows that hold no hypothesis (more beams than hypotheses) are fed
             `pad_id`; `step_fn` is never fed the end token.
         initial_state: nest of `[B, ...]` tensors; tiled to `[B * beam_size, ...]`.
@@ -386,6 +437,9 @@ def beam_search(
         max_length: Python int, the most tokens per hypothesis (end token included).
         length_penalty: `alpha` of the GNMT length penalty.
         pad_id: the token written after the end.
+        constants: optional nest of `[B, ...]` tensors that stay the same for
+            the whole search; tiled like `initial_state` and passed to
+            `step_fn` as its third argument, rows matching `token_ids`.
 
     Returns:
         A dict with, per sentence, the `beam_size` hypotheses sorted best first:
@@ -400,7 +454,8 @@ def beam_search(
 
     ```python
     result = beam_search(step_fn, {"hidden": encoder_state}, start_ids,
-                         end_id=2, beam_size=5, max_length=50, length_penalty=0.6)
+                         end_id=2, beam_size=5, max_length=50, length_penalty=0.6,
+                         constants={"memory": encoder_outputs, "mask": source_mask})
     best_tokens = result["tokens"][:, 0]      # [B, 50]
     ```
     """
@@ -411,8 +466,7 @@ def beam_search(
     end_id = tf.convert_to_tensor(end_id, tf.int32)
     pad_id = tf.constant(pad_id, tf.int32)
     k = beam_size
-    # Static when known, so loop variables keep one shape across iterations.
-    batch_size = _static_or_dynamic_shape(start_ids)[0]
+    compact = constants is not None and not in_xla_context()
     penalty = lambda length: gnmt_length_penalty(length, length_penalty)
     max_penalty = lambda step: tf.maximum(penalty(step + 1), penalty(max_length))
 
@@ -420,6 +474,8 @@ def beam_search(
         log_probs, new_state, extras = outputs
         step = loop["step"]
         alive_log_probs = loop["alive_log_probs"]
+        # Static when known, so loop variables keep one shape across iterations.
+        batch_size = _static_or_dynamic_shape(alive_log_probs)[0]
         ending = alive_log_probs + tf.reshape(log_probs[:, end_id], [batch_size, k])  # [B, K]
         # The K best continuing extensions of a sentence are among the K best of each
         # beam, and those are among the K + 1 best tokens of the beam's row once the end
@@ -460,6 +516,7 @@ def beam_search(
         from_parents = lambda x: _gather_beams(x, flat_parents)
         flat_tokens = tf.reshape(tokens, [-1])
         return {
+            **loop,
             "step": step + 1,
             "ids": flat_tokens,
             "state": tf.nest.map_structure(from_parents, new_state),
@@ -484,15 +541,21 @@ def beam_search(
     def keep_going(loop):
         return (loop["step"] < max_length) & ~tf.reduce_all(sentence_done(loop))
 
+    def leave_when_done(loop):
+        return _without_done_sentences(loop, sentence_done(loop), loop["finished"], k)
+
     def body(loop):
-        return (update(_call_step(step_fn, loop["ids"], loop["state"]), loop),)
+        outputs = _call_step(step_fn, loop["ids"], loop["state"], loop.get("constants"))
+        loop = update(outputs, loop)
+        return (leave_when_done(loop) if compact else loop,)
 
     # Only beam 0 of each sentence is live at first, so that the K copies of
     # the start do not fill the beam with K identical hypotheses.
+    batch_size = _static_or_dynamic_shape(start_ids)[0]
     first_beam_only = tf.concat([[0.0], tf.fill([k - 1], _DEAD)], 0)
     ids = tf.repeat(start_ids, k)
-    state = tile_beams(initial_state, k)
-    first_outputs = _call_step(step_fn, ids, state)
+    constants = None if constants is None else tile_beams(constants, k)
+    first_outputs = _call_step(step_fn, ids, tile_beams(initial_state, k), constants)
     extras_history = tf.nest.map_structure(
         lambda x: _empty_history(x, max_length), first_outputs[2]
     )
@@ -511,13 +574,87 @@ def beam_search(
             "extras": tf.nest.map_structure(lambda h: _split_beams(h, k), extras_history),
         },
     }
+    if constants is not None:
+        loop["constants"] = constants
     loop = update(first_outputs, loop)
-    (loop,) = tf.while_loop(keep_going, body, (loop,), maximum_iterations=max_length - 1)
-    return _final_hypotheses(loop, k, penalty, pad_id)
+    if compact:
+        # Which sentence each row of the loop holds, and the pools of those that left.
+        loop.update(sentences=tf.range(batch_size), results=loop["finished"])
+        loop = leave_when_done(loop)
+    (loop,) = tf.while_loop(
+        keep_going,
+        body,
+        (loop,),
+        shape_invariants=(_any_batch_size(loop),) if compact else None,
+        maximum_iterations=max_length - 1,
+    )
+    best = _best_hypotheses(loop, k, penalty)
+    if compact:
+        best = _scatter_sentences(loop["results"], loop["sentences"], best)
+    return _as_result(best, pad_id)
 
 
-def _final_hypotheses(loop, beam_size, penalty, pad_id):
-    """The `beam_size` best of finished and still-live hypotheses, as a result dict."""
+# Sentences leave the batch once at least this fraction of those in it are done: each
+# departure gathers every per-row tensor (encoder outputs included), so it waits for
+# several sentences rather than paying that at almost every step.
+_MIN_DONE_FRACTION = 0.25
+
+# Loop entries with one row per sentence; the others hold one per hypothesis.
+_PER_SENTENCE = ("sentences", "alive_log_probs", "finished")
+
+
+def _without_done_sentences(loop, done, outcome, rows_per_sentence=1):
+    """`loop` without its done sentences (once enough are done), their `outcome` saved.
+
+    `loop["sentences"]` [A] says which sentence each one is, and `outcome` (a
+    nest of `[A, ...]` tensors) is written to those rows of `loop["results"]`
+    for the sentences that leave. Entries named in `_PER_SENTENCE` have one
+    row per sentence; the others (but "step") `rows_per_sentence` each.
+    """
+    count = tf.size(done)
+    done_count = tf.reduce_sum(tf.cast(done, tf.int32))
+    worth_it = (done_count > 0) & (done_count < count) & (
+        tf.cast(done_count, tf.float32) >= _MIN_DONE_FRACTION * tf.cast(count, tf.float32)
+    )
+
+    def drop():
+        kept = tf.cast(tf.where(~done)[:, 0], tf.int32)
+        rows = tf.reshape(
+            tf.expand_dims(kept * rows_per_sentence, 1) + tf.range(rows_per_sentence), [-1]
+        )
+        leaving = tf.where(done)
+        smaller = {"step": loop["step"], "results": _scatter_sentences(
+            loop["results"], tf.gather_nd(loop["sentences"], leaving),
+            tf.nest.map_structure(lambda x: tf.gather_nd(x, leaving), outcome))}
+        for key, value in loop.items():
+            if key not in smaller:
+                index = kept if key in _PER_SENTENCE else rows
+                smaller[key] = tf.nest.map_structure(lambda x: tf.gather(x, index), value)
+        return smaller
+
+    return tf.cond(worth_it, drop, lambda: loop)
+
+
+def _scatter_sentences(results, sentences, values):
+    """Writes `values` (a pool of `[D, ...]` tensors) to rows `sentences` [D] of `results`."""
+    indices = tf.expand_dims(sentences, 1)
+    return tf.nest.map_structure(
+        lambda all_rows, x: tf.tensor_scatter_nd_update(all_rows, indices, x), results, values
+    )
+
+
+def _any_batch_size(loop):
+    """Shape invariants of a compacting loop: its batch (and row) dimensions may shrink."""
+    shrinking = {key: value for key, value in loop.items() if key not in ("step", "results")}
+    relaxed = tf.nest.map_structure(
+        lambda x: tf.TensorShape([None]).concatenate(x.shape[1:]), shrinking
+    )
+    return {**relaxed, "step": loop["step"].shape,
+            "results": tf.nest.map_structure(lambda x: x.shape, loop["results"])}
+
+
+def _best_hypotheses(loop, beam_size, penalty):
+    """The pool of the `beam_size` best finished and still-live hypotheses of each sentence."""
     alive_log_probs = loop["alive_log_probs"]
     unfinished = {
         "scores": tf.where(
@@ -528,7 +665,11 @@ def _final_hypotheses(loop, beam_size, penalty, pad_id):
         "tokens": _split_beams(loop["alive_tokens"], beam_size),
         "extras": tf.nest.map_structure(lambda h: _split_beams(h, beam_size), loop["alive_extras"]),
     }
-    best = _top_finished(loop["finished"], unfinished, beam_size)
+    return _top_finished(loop["finished"], unfinished, beam_size)
+
+
+def _as_result(best, pad_id):
+    """A pool of best hypotheses as `beam_search`'s result dict (missing ones marked)."""
     exists = _is_alive(best["scores"])
     result = {
         "tokens": tf.where(exists[:, :, None], best["tokens"], pad_id),

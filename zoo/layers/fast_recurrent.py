@@ -50,6 +50,7 @@ import tensorflow as tf
 
 from zoo.layers import native
 from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
+from zoo.xla import in_xla_context
 
 # XLA-compile the recurrent loops on CPU (the default of FastLSTM/FastGRU, fast_cpu_model
 # and use_fast_kernels): it fuses each step's gate arithmetic into one kernel. In
@@ -200,26 +201,13 @@ def _projection_gradients(inputs, kernel, d_projected, batch_major=False):
     return d_inputs, _weight_gradient(inputs, d_projected), d_bias
 
 
-def _in_xla_context():
-    """Whether the code being traced will be XLA-compiled (custom ops cannot be).
-
-    TF has no public API for this; without its internal one, assume XLA (and
-    never use the native op) rather than fail.
-    """
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:
-        return True
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-
-
 def _native_ops(tensors):
     """The native op library if this forward pass can run it, else None.
 
     The native loops (`zoo.layers.native`) run in float32 outside XLA-compiled
     functions, forward and backward.
     """
-    if _in_xla_context():
+    if in_xla_context():
         return None
     if any(t is not None and t.dtype != tf.float32 for t in tensors):
         return None

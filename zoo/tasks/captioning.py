@@ -210,15 +210,27 @@ class ImageCaptioner(keras.Model):
         state = tuple(self.decoder.get_layer(f"init_{s}")(summary) for s in ("h", "c"))
         return regions, state
 
-    def _step_function(self, regions, keys):
-        """A `zoo.decoding` step_fn: (ids [N], (h, c)) -> (log-probs, (h, c)[, attention])."""
+    def _decoder_inputs(self, features):
+        """(image, initial decoder state): what `_step_function`'s decoder starts from."""
+        regions, state = self._regions(features)
+        image = {"regions": regions}
+        if self.attention:
+            image["keys"] = self.decoder.get_layer("attention").precompute_keys(regions)
+        return image, state
+
+    def _step_function(self):
+        """A `zoo.decoding` step_fn: (ids [N], (h, c), image) -> (log-probs, (h, c)[, attention]).
+
+        `image` holds the grid `regions` and, with attention, their attention
+        `keys`, row for row with `ids` (the decoder's `constants`).
+        """
         embeddings = self.decoder.get_layer("word_embedding").embeddings
         cell = self.decoder.get_layer("decoder_lstm").cell
         logits_layer = self.decoder.get_layer("logits")
         never = tf.scatter_nd([[i] for i in _NEVER_GENERATED], [-1e9] * len(_NEVER_GENERATED),
                               [self.word_ids.vocabulary_size])
         if self.attention is None:
-            def step_fn(token_ids, state):
+            def step_fn(token_ids, state, image):
                 output, (h, c) = cell(tf.gather(embeddings, token_ids), list(state))
                 return tf.nn.log_softmax(logits_layer(output) + never), (h, c)
 
@@ -227,9 +239,9 @@ class ImageCaptioner(keras.Model):
         attention = self.decoder.get_layer("attention")
         attentional = self.decoder.get_layer("attentional")
 
-        def step_fn(token_ids, state):
+        def step_fn(token_ids, state, image):
             output, (h, c) = cell(tf.gather(embeddings, token_ids), list(state))
-            context, weights = attention(output, regions, keys=keys)
+            context, weights = attention(output, image["regions"], keys=image["keys"])
             logits = logits_layer(attentional(tf.concat([output, context], axis=-1))) + never
             return tf.nn.log_softmax(logits), (h, c), {"attention": weights}
 
@@ -242,22 +254,19 @@ class ImageCaptioner(keras.Model):
         end), `scores` [B] and, with attention, `attention` [B, L, cells] of
         the best hypothesis (the weights each word was predicted with).
         """
-        from zoo.decoding import beam_search, greedy_search, tile_beams
+        from zoo.decoding import beam_search, greedy_search
 
         max_length = max_length or self.max_caption_length + 1
-        regions, state = self._regions(features)
-        keys = (self.decoder.get_layer("attention").precompute_keys(regions)
-                if self.attention else None)
+        image, state = self._decoder_inputs(features)
         start_ids = tf.fill([tf.shape(features)[0]], START_ID)
         if beam_size == 1:
-            result = greedy_search(self._step_function(regions, keys), state, start_ids, END_ID,
-                                   max_length, pad_id=PAD_ID)
+            result = greedy_search(self._step_function(), state, start_ids, END_ID, max_length,
+                                   pad_id=PAD_ID, constants=image)
             best = lambda x: x  # noqa: E731
         else:
-            tiled_keys = None if keys is None else tile_beams(keys, beam_size)
-            step_fn = self._step_function(tile_beams(regions, beam_size), tiled_keys)
-            result = beam_search(step_fn, state, start_ids, END_ID, beam_size, max_length,
-                                 length_penalty=self.length_penalty, pad_id=PAD_ID)
+            result = beam_search(self._step_function(), state, start_ids, END_ID, beam_size,
+                                 max_length, length_penalty=self.length_penalty, pad_id=PAD_ID,
+                                 constants=image)
             best = lambda x: x[:, 0]  # noqa: E731
         tokens = best(result["tokens"])
         # The end marker and padding print as "": the caption is the words before them.

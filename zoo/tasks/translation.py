@@ -179,8 +179,18 @@ class Seq2Seq(keras.Model):
                        for depth in range(self.decoder_layers))
         return x, mask, states
 
-    def _step_function(self, encoded, mask, keys, attention_weights=True):
-        """A `zoo.decoding` step_fn: (ids [N], states) -> (log-probs, states, extras).
+    def _decoder_inputs(self, source_ids):
+        """(source, initial decoder states): what `_step_function`'s decoder starts from."""
+        encoded, mask, states = self._encode(source_ids)
+        keys = self.get_layer("attention").precompute_keys(encoded)
+        return {"encoded": encoded, "mask": mask, "keys": keys}, states
+
+    def _step_function(self, attention_weights=True):
+        """A `zoo.decoding` step_fn: (ids [N], states, source) -> (log-probs, states, extras).
+
+        `source` holds the encoder's `encoded` outputs, their `mask` and the
+        attention `keys`, row for row with `ids` (`decode_graph` passes them as
+        the decoder's `constants`, so beam search can drop finished sentences).
 
         The extras record, for every generated token, the attention weights over
         the source (`{"attention": [N, S]}`, for plots) or only the most attended
@@ -196,13 +206,14 @@ class Seq2Seq(keras.Model):
         never = tf.scatter_nd([[i] for i in _NEVER_GENERATED], [-1e9] * len(_NEVER_GENERATED),
                               [self.target_tokenizer.vocabulary_size])
 
-        def step_fn(token_ids, states):
+        def step_fn(token_ids, states, source):
             y = tf.gather(embeddings, token_ids)  # a lookup without a Keras mask attached
             new_states = []
             for cell, state in zip(cells, states):
                 y, _ = cell(y, [state], training=False)
                 new_states.append(y)
-            context, weights = attention(y, encoded, mask=mask, keys=keys)
+            context, weights = attention(y, source["encoded"], mask=source["mask"],
+                                         keys=source["keys"])
             logits = logits_layer(attentional(tf.concat([y, context], axis=-1))) + never
             extras = ({"attention": weights} if attention_weights else
                       {"alignment": tf.argmax(weights, axis=-1, output_type=tf.int32)})
@@ -218,23 +229,22 @@ class Seq2Seq(keras.Model):
         `scores` [B] and, with `attention`, `attention` [B, L, S] of the best
         hypothesis (without it decoding records only the alignment; faster).
         """
-        from zoo.decoding import beam_search, greedy_search, tile_beams
+        from zoo.decoding import beam_search, greedy_search
 
         max_length = max_length or self.max_output_length
         source_tokens = self.source_tokenizer.tokenize(texts)
         source_ids = ensure_one_step(self.source_tokenizer.tokens_to_ids(source_tokens), OOV_ID)
-        encoded, mask, states = self._encode(source_ids)
-        keys = self.get_layer("attention").precompute_keys(encoded)
+        source, states = self._decoder_inputs(source_ids)
         start_ids = tf.fill([tf.shape(source_ids)[0]], START_ID)
+        step_fn = self._step_function(attention)
         if beam_size == 1:
-            step_fn = self._step_function(encoded, mask, keys, attention)
-            result = greedy_search(step_fn, states, start_ids, END_ID, max_length, pad_id=PAD_ID)
+            result = greedy_search(step_fn, states, start_ids, END_ID, max_length, pad_id=PAD_ID,
+                                   constants=source)
             best = lambda x: x
         else:
-            step_fn = self._step_function(*tile_beams((encoded, mask, keys), beam_size),
-                                          attention)
             result = beam_search(step_fn, states, start_ids, END_ID, beam_size, max_length,
-                                 length_penalty=self.length_penalty, pad_id=PAD_ID)
+                                 length_penalty=self.length_penalty, pad_id=PAD_ID,
+                                 constants=source)
             best = lambda x: x[:, 0]
         tokens, extras = best(result["tokens"]), tf.nest.map_structure(best, result["extras"])
         alignment = (tf.argmax(extras["attention"], axis=-1, output_type=tf.int32)
