@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 
 import zoo
+from benchmarks import models
 from zoo import decoding, registry
 from zoo.tasks import translation
 
@@ -54,10 +55,7 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=5)
     args = parser.parse_args(argv)
     model = zoo.load(args.model)
-    spec = registry.get_pretrained(args.model)
-    source_language, target_language = args.model.rsplit("-", 2)[-2:]
-    sentences = translation.load_pairs(spec.dataset, "test", source_language,
-                                       target_language)[0][: args.sentences]
+    sentences = models.translation_sources(registry.get_pretrained(args.model), args.sentences)
     source_ids = model.source_tokenizer(tf.constant(sentences))
     print(f"{args.model}, {args.sentences} sentences, source ids {source_ids.shape.as_list()}")
     for beam_size in (1, 5):

@@ -190,8 +190,6 @@ def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choo
         }
 
     outcome = lambda loop: {key: loop[key] for key in ("tokens", "lengths", "log_probs", "extras")}
-    leave_when_ended = lambda loop: _without_done_sentences(
-        loop, loop["finished"], outcome(loop)) if compact else loop
 
     # The first step runs before the loop: its outputs tell the structure and
     # shapes of `state` and `extras`, which the loop variables must keep.
@@ -208,28 +206,16 @@ def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choo
     }
     if constants is not None:
         loop["constants"] = constants
-    loop = update(first_outputs, loop)
-    if compact:
-        loop.update(sentences=tf.range(batch_size), results=outcome(loop))
-        loop = leave_when_ended(loop)
 
     def keep_going(loop):
         return (loop["step"] < max_length) & ~tf.reduce_all(loop["finished"])
 
-    def body(loop):
-        outputs = _call_step(step_fn, loop["ids"], loop["state"], loop.get("constants"))
-        return (leave_when_ended(update(outputs, loop)),)
+    def step(loop):
+        return update(_call_step(step_fn, loop["ids"], loop["state"], loop.get("constants")), loop)
 
-    (loop,) = tf.while_loop(
-        keep_going,
-        body,
-        (loop,),
-        shape_invariants=(_any_batch_size(loop),) if compact else None,
-        maximum_iterations=max_length - 1,
-    )
-    final = outcome(loop)
-    if compact:
-        final = _scatter_sentences(loop["results"], loop["sentences"], final)
+    leave = lambda loop: _without_done_sentences(loop, loop["finished"], outcome(loop))
+    final = _run_decoder(update(first_outputs, loop), keep_going, step, max_length, outcome,
+                         leave if compact else None)
     result = {"tokens": final["tokens"], "lengths": final["lengths"], "scores": final["log_probs"]}
     if tf.nest.flatten(final["extras"]):
         result["extras"] = final["extras"]
@@ -541,13 +527,12 @@ def beam_search(
     def keep_going(loop):
         return (loop["step"] < max_length) & ~tf.reduce_all(sentence_done(loop))
 
-    def leave_when_done(loop):
-        return _without_done_sentences(loop, sentence_done(loop), loop["finished"], k)
+    def step(loop):
+        return update(_call_step(step_fn, loop["ids"], loop["state"], loop.get("constants")), loop)
 
-    def body(loop):
-        outputs = _call_step(step_fn, loop["ids"], loop["state"], loop.get("constants"))
-        loop = update(outputs, loop)
-        return (leave_when_done(loop) if compact else loop,)
+    # Sentences that are done have their final hypotheses in their pool already.
+    outcome = lambda loop: _best_hypotheses(loop, k, penalty)
+    leave = lambda loop: _without_done_sentences(loop, sentence_done(loop), outcome(loop), k)
 
     # Only beam 0 of each sentence is live at first, so that the K copies of
     # the start do not fill the beam with K identical hypotheses.
@@ -576,22 +561,31 @@ def beam_search(
     }
     if constants is not None:
         loop["constants"] = constants
-    loop = update(first_outputs, loop)
-    if compact:
-        # Which sentence each row of the loop holds, and the pools of those that left.
-        loop.update(sentences=tf.range(batch_size), results=loop["finished"])
-        loop = leave_when_done(loop)
+    best = _run_decoder(update(first_outputs, loop), keep_going, step, max_length, outcome,
+                        leave if compact else None)
+    return _as_result(best, pad_id)
+
+
+def _run_decoder(loop, keep_going, step, max_length, outcome, leave=None):
+    """Runs a decoder's `tf.while_loop` from `loop`; returns `outcome(loop)` of every sentence.
+
+    With `leave` (`loop -> loop` without the sentences that are done), the
+    loop also holds which sentence each of its rows is ("sentences") and the
+    outcomes of those that left ("results"), and `leave` follows every step.
+    """
+    if leave is not None:
+        first = outcome(loop)
+        count = _static_or_dynamic_shape(tf.nest.flatten(first)[0])[0]
+        loop = leave({**loop, "sentences": tf.range(count), "results": first})
     (loop,) = tf.while_loop(
         keep_going,
-        body,
+        lambda loop: (step(loop) if leave is None else leave(step(loop)),),
         (loop,),
-        shape_invariants=(_any_batch_size(loop),) if compact else None,
+        shape_invariants=None if leave is None else (_any_batch_size(loop),),
         maximum_iterations=max_length - 1,
     )
-    best = _best_hypotheses(loop, k, penalty)
-    if compact:
-        best = _scatter_sentences(loop["results"], loop["sentences"], best)
-    return _as_result(best, pad_id)
+    final = outcome(loop)
+    return final if leave is None else _scatter_sentences(loop["results"], loop["sentences"], final)
 
 
 # Sentences leave the batch once at least this fraction of those in it are done: each
