@@ -213,7 +213,7 @@ def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choo
     def step(loop):
         return update(_call_step(step_fn, loop["ids"], loop["state"], loop.get("constants")), loop)
 
-    leave = lambda loop: _without_done_sentences(loop, loop["finished"], outcome(loop))
+    leave = lambda loop: _without_done_sentences(loop, loop["finished"], outcome)
     final = _run_decoder(update(first_outputs, loop), keep_going, step, max_length, outcome,
                          leave if compact else None)
     result = {"tokens": final["tokens"], "lengths": final["lengths"], "scores": final["log_probs"]}
@@ -532,7 +532,7 @@ def beam_search(
 
     # Sentences that are done have their final hypotheses in their pool already.
     outcome = lambda loop: _best_hypotheses(loop, k, penalty)
-    leave = lambda loop: _without_done_sentences(loop, sentence_done(loop), outcome(loop), k)
+    leave = lambda loop: _without_done_sentences(loop, sentence_done(loop), outcome, k)
 
     # Only beam 0 of each sentence is live at first, so that the K copies of
     # the start do not fill the beam with K identical hypotheses.
@@ -600,9 +600,9 @@ _PER_SENTENCE = ("sentences", "alive_log_probs", "finished")
 def _without_done_sentences(loop, done, outcome, rows_per_sentence=1):
     """`loop` without its done sentences (once enough are done), their `outcome` saved.
 
-    `loop["sentences"]` [A] says which sentence each one is, and `outcome` (a
-    nest of `[A, ...]` tensors) is written to those rows of `loop["results"]`
-    for the sentences that leave. Entries named in `_PER_SENTENCE` have one
+    `loop["sentences"]` [A] says which sentence each one is, and `outcome(loop)`
+    (a nest of `[A, ...]` tensors, computed only when sentences leave) is
+    written to those rows of `loop["results"]` for the sentences that leave. Entries named in `_PER_SENTENCE` have one
     row per sentence; the others (but "step") `rows_per_sentence` each.
     """
     count = tf.size(done)
@@ -619,7 +619,7 @@ def _without_done_sentences(loop, done, outcome, rows_per_sentence=1):
         leaving = tf.where(done)
         smaller = {"step": loop["step"], "results": _scatter_sentences(
             loop["results"], tf.gather_nd(loop["sentences"], leaving),
-            tf.nest.map_structure(lambda x: tf.gather_nd(x, leaving), outcome))}
+            tf.nest.map_structure(lambda x: tf.gather_nd(x, leaving), outcome(loop)))}
         for key, value in loop.items():
             if key not in smaller:
                 index = kept if key in _PER_SENTENCE else rows

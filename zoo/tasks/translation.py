@@ -190,7 +190,7 @@ class Seq2Seq(keras.Model):
 
         `source` holds the encoder's `encoded` outputs, their `mask` and the
         attention `keys`, row for row with `ids` (`decode_graph` passes them as
-        the decoder's `constants`, so beam search can drop finished sentences).
+        the decoder's `constants`, so the decoders can drop finished sentences).
 
         The extras record, for every generated token, the attention weights over
         the source (`{"attention": [N, S]}`, for plots) or only the most attended
@@ -743,7 +743,7 @@ def examples(spec=None):
 
 
 def _evaluate_spec(model, spec, split="test"):
-    return evaluate(model, spec.dataset, languages(spec), _split_name(split))
+    return evaluate(model, spec.dataset, _LANGUAGES[spec.name], _split_name(split))
 
 
 registry.register_task(registry.TaskHandler(
