@@ -119,11 +119,6 @@ def _split_beams(x, beam_size):
     return tf.reshape(x, [-1, beam_size] + _static_or_dynamic_shape(x)[1:])
 
 
-def _merge_beams(x):
-    """`[B, K, ...]` -> `[B * K, ...]`."""
-    return tf.reshape(x, [-1] + _static_or_dynamic_shape(x)[2:])
-
-
 def _empty_history(step_value, max_length):
     """Zeros `[N, max_length, ...]` to record the `[N, ...]` `step_value` of each step."""
     return tf.repeat(tf.expand_dims(tf.zeros_like(step_value), 1), max_length, axis=1)
