@@ -8,13 +8,12 @@ and checks that the translations are the same:
     .venv/bin/python -m benchmarks.decoding_compaction [--model NAME] [--sentences 512]
 """
 
-import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import zoo
-from benchmarks import models, timing
+from benchmarks import models
 from zoo import decoding, registry
 
 
@@ -32,26 +31,17 @@ def translator(name, compact):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="translate-gru-attention-multi30k-en-de")
-    parser.add_argument("--sentences", type=int, default=512)
+    parser = models.translator_parser(__doc__.split("\n")[0], sentences=512)
     parser.add_argument("--repetitions", type=int, default=5)
     args = parser.parse_args(argv)
     texts = models.translation_sources(registry.get_pretrained(args.model), args.sentences)
     variants = {"all rows to the end": translator(args.model, False),
                 "done sentences leave": translator(args.model, True)}
     for beam_size in (1, 5):
-        outputs = {name: m.translate(texts, beam_size=beam_size) for name, m in variants.items()}
-        same = sum(a == b for a, b in zip(*outputs.values()))
-        runs = {name: (lambda m=m: m.translate(texts, beam_size=beam_size))
+        runs = {name: (lambda texts, m=m: m.translate(texts, beam_size=beam_size))
                 for name, m in variants.items()}
-        seconds = {name: t["seconds"] for name, t in
-                   timing.interleaved(runs, args.repetitions, min_seconds=0.0).items()}
-        base = seconds["all rows to the end"]
-        print(f"{args.model}, beam {beam_size}, {len(texts)} sentences: "
-              f"{same} of {len(texts)} translations the same")
-        for name, value in seconds.items():
-            print(f"  {name:22s} {value:7.3f} s  {base / value:5.2f}x")
+        models.compare_translations(f"{args.model}, beam {beam_size}", runs, texts,
+                                    args.repetitions)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,41 @@ def translation_sources(spec, count):
     return _repeat(sources, count)
 
 
+def translator_parser(description, sentences):
+    """The command line of the translation probes: `--model`, `--sentences`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default="translate-gru-attention-multi30k-en-de")
+    parser.add_argument("--sentences", type=int, default=sentences)
+    return parser
+
+
+def compare_translations(title, runs, texts, repetitions, references=None):
+    """Prints how `runs` ({name: texts -> translations}) agree and their interleaved times.
+
+    The first run is the base: each other's translations are compared with its
+    and its time divided into the others'. With `references`, also each run's
+    corpus BLEU. Returns {name: median seconds per call}.
+    """
+    from benchmarks import timing
+    from zoo.metrics import corpus_bleu
+
+    outputs = {name: run(texts) for name, run in runs.items()}
+    base_name, base_output = next(iter(outputs.items()))
+    seconds = {name: t["seconds"] for name, t in timing.interleaved(
+        {name: (lambda run=run: run(texts)) for name, run in runs.items()},
+        repetitions, min_seconds=0.0).items()}
+    print(f"{title}, {len(texts)} sentences:")
+    for name, value in seconds.items():
+        same = sum(a == b for a, b in zip(base_output, outputs[name]))
+        bleu = (f"  BLEU {corpus_bleu(outputs[name], references)['bleu']:.2f}"
+                if references is not None else "")
+        print(f"  {name:26s} {value:7.3f} s  {seconds[base_name] / value:5.2f}x  "
+              f"{same} of {len(texts)} as {base_name!r}{bleu}")
+    return seconds
+
+
 def workloads(spec, model, count):
     """{label: (callable(model) -> results, items per call)} for the model's task.
 

@@ -12,7 +12,6 @@ XLA compiles once per input shape (batch size x source length), and
 unless one shape is decoded many times.
 """
 
-import argparse
 import os
 import time
 
@@ -37,7 +36,7 @@ def decode_ids(model, source_ids, beam_size):
                                       pad_id=translation.PAD_ID, constants=source)["tokens"]
     result = decoding.beam_search(step_fn, states, start, translation.END_ID, beam_size, length,
                                   length_penalty=model.length_penalty, pad_id=translation.PAD_ID,
-                                  constants=source)
+                                  constants=source, stopping=translation.BEAM_STOPPING)
     return result["tokens"][:, 0]
 
 
@@ -49,9 +48,7 @@ def seconds_per_call(function, source_ids, calls):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="translate-gru-attention-multi30k-en-de")
-    parser.add_argument("--sentences", type=int, default=64)
+    parser = models.translator_parser(__doc__.split("\n")[0], sentences=64)
     parser.add_argument("--calls", type=int, default=5)
     args = parser.parse_args(argv)
     model = zoo.load(args.model)

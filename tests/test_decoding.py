@@ -68,7 +68,8 @@ def rescore(table, previous, start, tokens, length, alpha):
     return penalized(log_prob, length, alpha)
 
 
-def run_beam(table, previous, start, beam_size, max_length, alpha=0.0, **step_kwargs):
+def run_beam(table, previous, start, beam_size, max_length, alpha=0.0, stopping="exact",
+             **step_kwargs):
     return decoding.beam_search(
         make_step_fn(table, **step_kwargs),
         {"previous": tf.constant(previous, tf.int32)},
@@ -77,6 +78,7 @@ def run_beam(table, previous, start, beam_size, max_length, alpha=0.0, **step_kw
         beam_size=beam_size,
         max_length=max_length,
         length_penalty=alpha,
+        stopping=stopping,
     )
 
 
@@ -142,10 +144,12 @@ def test_beam_finds_the_best_sequence_where_greedy_does_not():
     np.testing.assert_allclose(beam["scores"][0, 0], best_score, atol=1e-6)
 
 
+@pytest.mark.parametrize("stopping", ["exact", "heuristic"])
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_hypotheses_are_sorted_and_scored_by_penalized_log_prob(alpha):
+def test_hypotheses_are_sorted_and_scored_by_penalized_log_prob(alpha, stopping):
     table = random_model(6, seed=5)
-    beam = run_beam(table, PREVIOUS, START, beam_size=4, max_length=8, alpha=alpha)
+    beam = run_beam(table, PREVIOUS, START, beam_size=4, max_length=8, alpha=alpha,
+                    stopping=stopping)
     scores = beam["scores"].numpy()
     assert np.all(np.diff(scores, axis=1) <= 0)
     for b, k in itertools.product(range(3), range(4)):
@@ -161,6 +165,50 @@ def test_hypotheses_are_sorted_and_scored_by_penalized_log_prob(alpha):
     np.testing.assert_allclose(
         beam["log_probs"], scores * ((5.0 + beam["lengths"].numpy()) / 6.0) ** alpha, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stopping_rules_agree_without_a_length_penalty(seed):
+    # With alpha = 0 ending later never raises a score, so both bounds are the same.
+    table = random_model(5, seed)
+    exact = run_beam(table, PREVIOUS, START, beam_size=3, max_length=7)
+    heuristic = run_beam(table, PREVIOUS, START, beam_size=3, max_length=7, stopping="heuristic")
+    for key in ("tokens", "lengths", "scores"):
+        np.testing.assert_array_equal(heuristic[key], exact[key])
+
+
+def counting_step_fn(rows):
+    """A model whose next-token distribution is `rows[n]` after n generated tokens."""
+    table = tf.constant(np.log(rows), tf.float32)
+
+    def step_fn(token_ids, state):
+        length = state["length"]
+        log_probs = tf.gather(table, tf.minimum(length, len(rows) - 1))
+        return log_probs, {"length": length + 1}
+
+    return step_fn
+
+
+def test_heuristic_stopping_misses_a_longer_winner_that_exact_stopping_finds():
+    # 0 = padding, 1 = "a", 2 = </s>. "</s>" alone is likelier than "a a a </s>",
+    # but a strong length penalty (alpha = 2) ranks the longer one first. Once
+    # "</s>" is in the pool, the heuristic rule bounds the live "a" as if it ended
+    # next step and stops; the exact rule keeps it going to "a a a </s>".
+    rows = [[1e-6, 0.4, 0.6], [1e-6, 0.999, 0.001], [1e-6, 0.999, 0.001], [1e-6, 0.001, 0.999]]
+    step_fn, start = counting_step_fn(np.asarray(rows)), tf.constant([0])
+
+    def best(stopping):
+        result = decoding.beam_search(step_fn, {"length": tf.constant([0])}, start, END,
+                                      beam_size=1, max_length=6, length_penalty=2.0,
+                                      stopping=stopping)
+        return result["tokens"][0, 0].numpy().tolist(), float(result["scores"][0, 0])
+
+    (exact_tokens, exact_score), (heuristic_tokens, heuristic_score) = map(
+        best, ["exact", "heuristic"])
+    assert exact_tokens == padded([1, 1, 1, END], 6)
+    assert heuristic_tokens == padded([END], 6)
+    np.testing.assert_allclose(exact_score, np.log(0.4 * 0.999**3) / 1.5**2, rtol=1e-5)
+    assert heuristic_score < exact_score
 
 
 def test_finished_hypotheses_are_never_extended():
@@ -417,6 +465,8 @@ def test_rejects_bad_arguments():
         run_greedy(table, [0], [0], max_length=0)
     with pytest.raises(ValueError, match="beam_size"):
         run_beam(table, [0], [0], beam_size=0, max_length=3)
+    with pytest.raises(ValueError, match="stopping"):
+        run_beam(table, [0], [0], beam_size=2, max_length=3, stopping="early")
     with pytest.raises(ValueError, match="temperature"):
         run_sample(table, temperature=0.0)
 

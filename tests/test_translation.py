@@ -93,6 +93,23 @@ def test_beam_hypotheses_sorted_by_penalized_score(trained):
     np.testing.assert_allclose(scores, result["log_probs"].numpy() / penalty, rtol=1e-5)
 
 
+def test_translate_passes_its_stopping_rule_to_beam_search(trained, monkeypatch):
+    rules = []
+
+    def spy(*args, stopping, **kwargs):
+        rules.append(stopping)
+        return beam_search(*args, stopping=stopping, **kwargs)
+
+    beam_search = decoding.beam_search
+    monkeypatch.setattr(decoding, "beam_search", spy)
+    # An unused max_length, so that each call traces its decoder afresh.
+    exact = trained.translate(SOURCES[:3], beam_size=3, max_length=11, stopping="exact")
+    default = trained.translate(SOURCES[:3], beam_size=3, max_length=11)
+    assert rules == ["exact", translation.BEAM_STOPPING] and exact == default == TARGETS[:3]
+    with pytest.raises(ValueError, match="stopping"):
+        trained.translate(SOURCES[:1], beam_size=3, max_length=11, stopping="early")
+
+
 def test_length_sorted_batches_come_back_in_input_order(trained):
     texts = sorted(SOURCES, key=lambda t: len(t.split()), reverse=True)  # longest first
     assert len(texts[0].split()) > len(texts[-1].split())

@@ -364,6 +364,9 @@ def _top_finished(pool, candidates, beam_size):
     return tf.nest.map_structure(lambda x: tf.gather(x, best, batch_dims=1), merged)
 
 
+_STOPPING_RULES = ("exact", "heuristic")
+
+
 def beam_search(
     step_fn,
     initial_state,
@@ -374,6 +377,7 @@ def beam_search(
     length_penalty=0.0,
     pad_id=0,
     constants=None,
+    stopping="exact",
 ):
     """Decodes the `beam_size` best hypotheses of each sentence by beam search.
 
@@ -391,11 +395,20 @@ def beam_search(
     greedy search when `alpha = 0`). The pool keeps the `beam_size` best by
     penalized score. Finished hypotheses are never extended. A sentence is
     done when its pool is full and no live hypothesis can still beat its
-    worst member (log-probabilities only decrease, so a live hypothesis is
-    bounded by its current log-probability over the largest `lp` it could
-    reach); decoding stops when all sentences are done or at `max_length`.
-    Hypotheses still live at `max_length` compete with the finished ones, so
-    the result is the `beam_size` best of all hypotheses found, best first.
+    worst member; decoding stops when all sentences are done or at
+    `max_length`. Hypotheses still live at `max_length` compete with the
+    finished ones, so the result is the `beam_size` best of all hypotheses
+    found, best first. How a live hypothesis is bounded is `stopping`'s:
+
+    - `"exact"`: by its current log-probability over the largest `lp` it could
+      reach by `max_length` (log-probabilities only decrease). Stopping then
+      never changes the result.
+    - `"heuristic"`: by its current log-probability over the `lp` of ending at
+      the next step, the rule of Hugging Face Transformers' default
+      (`early_stopping=False`). With `alpha > 0` a longer hypothesis that
+      would have won can be missed, but sentences stop sooner: on the zoo's
+      translators it gave the same 1000 test translations 1.2x-1.3x faster.
+      With `alpha = 0` both rules are the same.
 
     With `constants`, sentences that are done leave the batch: `step_fn`
     then runs on the rows of the sentences still being decoded only (once a
@@ -421,6 +434,7 @@ def beam_search(
         constants: optional nest of `[B, ...]` tensors that stay the same for
             the whole search; tiled like `initial_state` and passed to
             `step_fn` as its third argument, rows matching `token_ids`.
+        stopping: `"exact"` or `"heuristic"`: when a sentence is done (above).
 
     Returns:
         A dict with, per sentence, the `beam_size` hypotheses sorted best first:
@@ -449,7 +463,11 @@ def beam_search(
     k = beam_size
     compact = constants is not None and not in_xla_context()
     penalty = lambda length: gnmt_length_penalty(length, length_penalty)
-    max_penalty = lambda step: tf.maximum(penalty(step + 1), penalty(max_length))
+    if stopping not in _STOPPING_RULES:
+        raise ValueError(f"`stopping` must be one of {_STOPPING_RULES}, got {stopping!r}.")
+    # The largest `lp` a hypothesis still live after `step` steps is bounded by.
+    bound_penalty = ((lambda step: tf.maximum(penalty(step + 1), penalty(max_length)))
+                     if stopping == "exact" else (lambda step: penalty(step + 1)))
 
     def update(outputs, loop):
         log_probs, new_state, extras = outputs
@@ -515,7 +533,7 @@ def beam_search(
         """[B] bool: the finished pool is full and no live hypothesis can beat it."""
         best_alive = tf.reduce_max(loop["alive_log_probs"], axis=1)
         best_reachable = tf.where(
-            _is_alive(best_alive), best_alive / max_penalty(loop["step"]), _DEAD
+            _is_alive(best_alive), best_alive / bound_penalty(loop["step"]), _DEAD
         )
         return loop["finished"]["scores"][:, -1] >= best_reachable
 

@@ -54,6 +54,10 @@ ATTENTION_TYPES = ("multiplicative", "additive")
 _EMBEDDING_INIT = {"class_name": "RandomNormal", "config": {"stddev": 1.0}}
 # Ids the decoder must never produce: padding and the start token.
 _NEVER_GENERATED = (PAD_ID, START_ID)
+# Beam search's stopping rule for `translate` (see `zoo.decoding.beam_search`). On
+# both shipped translators the heuristic rule gave the same 1000 test translations
+# as the exact one, 1.2x-1.3x faster (`python -m benchmarks.beam_stopping`).
+BEAM_STOPPING = "heuristic"
 
 
 def _attention_layer(kind, units):
@@ -221,10 +225,12 @@ class Seq2Seq(keras.Model):
 
         return step_fn
 
-    def decode_graph(self, texts, beam_size=5, max_length=None, attention=True):
+    def decode_graph(self, texts, beam_size=5, max_length=None, attention=True,
+                     stopping=BEAM_STOPPING):
         """Translate a string tensor [B] in TF ops (traceable, exportable).
 
-        Returns a dict: `translations` [B] strings, `source_tokens` [B, S],
+        `stopping` is beam search's rule for when a sentence is done
+        (`zoo.decoding.beam_search`). Returns a dict: `translations` [B] strings, `source_tokens` [B, S],
         `target_tokens` [B, L] (after OOV replacement, "" after the end),
         `scores` [B] and, with `attention`, `attention` [B, L, S] of the best
         hypothesis (without it decoding records only the alignment; faster).
@@ -244,7 +250,7 @@ class Seq2Seq(keras.Model):
         else:
             result = beam_search(step_fn, states, start_ids, END_ID, beam_size, max_length,
                                  length_penalty=self.length_penalty, pad_id=PAD_ID,
-                                 constants=source)
+                                 constants=source, stopping=stopping)
             best = lambda x: x[:, 0]
         tokens, extras = best(result["tokens"]), tf.nest.map_structure(best, result["extras"])
         alignment = (tf.argmax(extras["attention"], axis=-1, output_type=tf.int32)
@@ -265,22 +271,25 @@ class Seq2Seq(keras.Model):
         aligned = tf.gather(source_tokens, alignment, batch_dims=1)
         return tf.where(tf.equal(tokens, OOV_ID), aligned, words)
 
-    def _translate_function(self, beam_size, max_length, attention):
-        key = (beam_size, max_length, attention)
+    def _translate_function(self, beam_size, max_length, attention, stopping):
+        key = (beam_size, max_length, attention, stopping)
         if key not in self._translate_functions:
             self._translate_functions[key] = tf.function(
-                lambda texts: self.decode_graph(texts, beam_size, max_length, attention),
+                lambda texts: self.decode_graph(texts, beam_size, max_length, attention, stopping),
                 input_signature=[tf.TensorSpec([None], tf.string)],
                 # No Python control flow to convert; and autograph would re-read the
                 # source file, which breaks a long run whose source was edited meanwhile.
                 autograph=False)
         return self._translate_functions[key]
 
-    def translate(self, texts, beam_size=5, batch_size=64, max_length=None, details=False):
+    def translate(self, texts, beam_size=5, batch_size=64, max_length=None, details=False,
+                  stopping=BEAM_STOPPING):
         """Translate raw strings; returns strings (a str for a str).
 
         `beam_size=1` is greedy search. With `details=True`, returns the dicts
         of `decode_graph` per text (tokens and attention for plotting).
+        `stopping="exact"` runs beam search until no longer hypothesis could
+        still win (see `BEAM_STOPPING` for the default).
 
         Texts are batched by length (results come back in input order): a batch
         decodes until its longest output ends, so sentences of similar length
@@ -289,7 +298,7 @@ class Seq2Seq(keras.Model):
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         function = self._translate_function(int(beam_size), max_length or self.max_output_length,
-                                            attention=bool(details))
+                                            bool(details), stopping)
         outputs = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i].split()))
         for start in range(0, len(texts), batch_size):
@@ -307,7 +316,8 @@ class Seq2Seq(keras.Model):
         Beam search with a fixed `max_output_length` runs inside the graph.
         """
         def serve(texts):
-            result = self.decode_graph(texts, beam_size, self.max_output_length, attention=False)
+            result = self.decode_graph(texts, beam_size, self.max_output_length, attention=False,
+                                       stopping=BEAM_STOPPING)
             return {"translations": result["translations"]}
 
         return serve, [tf.TensorSpec([None], tf.string, name="texts")]
