@@ -16,9 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
-import zoo
 from benchmarks import models, timing
-from zoo import decoding, registry
+from zoo import decoding
 
 
 def step_parts(model):
@@ -56,8 +55,7 @@ def main(argv=None):
     parser = models.translator_parser(__doc__.split("\n")[0], sentences=64)
     parser.add_argument("--repetitions", type=int, default=5)
     args = parser.parse_args(argv)
-    model = zoo.load(args.model)
-    texts = models.translation_sources(registry.get_pretrained(args.model), args.sentences)
+    model, texts = models.translator_and_sources(args)
     source, states = model._decoder_inputs(model.source_tokenizer(tf.constant(texts)))
     parts = {name: tf.function(part) for name, part in step_parts(model).items()}
     seconds = {}

@@ -58,6 +58,12 @@ def translator_parser(description, sentences):
     return parser
 
 
+def translator_and_sources(args):
+    """The translator `args.model` and the first `args.sentences` source sentences of its test."""
+    model = zoo.load(args.model)
+    return model, translation_sources(registry.get_pretrained(args.model), args.sentences)
+
+
 def compare_translations(title, runs, texts, repetitions, references=None):
     """Prints how `runs` ({name: texts -> translations}) agree and their interleaved times.
 

@@ -19,9 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
-import zoo
 from benchmarks import models
-from zoo import decoding, registry
+from zoo import decoding
 from zoo.tasks import translation
 
 
@@ -51,8 +50,7 @@ def main(argv=None):
     parser = models.translator_parser(__doc__.split("\n")[0], sentences=64)
     parser.add_argument("--calls", type=int, default=5)
     args = parser.parse_args(argv)
-    model = zoo.load(args.model)
-    sentences = models.translation_sources(registry.get_pretrained(args.model), args.sentences)
+    model, sentences = models.translator_and_sources(args)
     source_ids = model.source_tokenizer(tf.constant(sentences))
     print(f"{args.model}, {args.sentences} sentences, source ids {source_ids.shape.as_list()}")
     for beam_size in (1, 5):

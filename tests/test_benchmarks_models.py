@@ -45,3 +45,17 @@ def test_translation_workloads_call_translate_as_users_do():
     assert {name: items for name, (_, items) in runs.items()} == {
         "greedy": 40, "beam-5": 40, "greedy, batch 1": len(one_by_one),
         "beam-5, batch 1": len(one_by_one)}
+
+
+def test_compared_translations_are_counted_against_the_first_run(capsys):
+    texts = ["a dog runs on the beach", "two men play chess in a park", "a girl reads a book"]
+    references = [text.upper() for text in texts]
+    runs = {"base": lambda t: [s.upper() for s in t],
+            "one differs": lambda t: [s.upper() for s in t[:2]] + ["X"]}
+    seconds = models.compare_translations("toy", runs, texts, repetitions=1,
+                                          references=references)
+    assert set(seconds) == set(runs) and all(value > 0 for value in seconds.values())
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "toy, 3 sentences:"
+    assert "3 of 3 as 'base'" in lines[1] and "BLEU 100.00" in lines[1]
+    assert "2 of 3 as 'base'" in lines[2] and "BLEU 100.00" not in lines[2]
