@@ -398,7 +398,7 @@ def beam_search(
     worst member; decoding stops when all sentences are done or at
     `max_length`. Hypotheses still live at `max_length` compete with the
     finished ones, so the result is the `beam_size` best of all hypotheses
-    found, best first. How a live hypothesis is bounded is `stopping`'s:
+    found, best first. `stopping` chooses how a live hypothesis is bounded:
 
     - `"exact"`: by its current log-probability over the largest `lp` it could
       reach by `max_length` (log-probabilities only decrease). Stopping then
@@ -408,8 +408,7 @@ def beam_search(
       (`early_stopping=False`). With `alpha > 0` a longer hypothesis that
       would have won can be missed, but sentences stop sooner: on the zoo's
       translators it gave the same 1000 test translations 1.22x-1.24x
-      faster.
-      With `alpha = 0` both rules are the same.
+      faster. With `alpha = 0` both rules are the same.
 
     With `constants`, sentences that are done leave the batch: `step_fn`
     then runs on the rows of the sentences still being decoded only (once a
