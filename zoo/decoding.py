@@ -615,8 +615,9 @@ def _without_done_sentences(loop, done, outcome, rows_per_sentence=1):
 
     `loop["sentences"]` [A] says which sentence each one is, and `outcome(loop)`
     (a nest of `[A, ...]` tensors, computed only when sentences leave) is
-    written to those rows of `loop["results"]` for the sentences that leave. Entries named in `_PER_SENTENCE` have one
-    row per sentence; the others (but "step") `rows_per_sentence` each.
+    written to those rows of `loop["results"]` for the sentences that leave.
+    Entries named in `_PER_SENTENCE` have one row per sentence; the others
+    (but "step") `rows_per_sentence` each.
     """
     count = tf.size(done)
     done_count = tf.reduce_sum(tf.cast(done, tf.int32))
