@@ -76,6 +76,28 @@ def _decode_directly(model, texts, beam_size, length_penalty):
                                 length_penalty=length_penalty, constants=source)
 
 
+def test_decoder_steps_give_the_teacher_forced_log_probs(trained):
+    """The decoders' step function, fed a target token by token, computes what the model
+    computes on the whole target at once (padding and the start id never generated)."""
+    sources, targets = SOURCES[:3], TARGETS[:3]
+    logits = trained({"source": tf.constant(sources), "target": tf.constant(targets)},
+                     training=False).numpy()
+    never = np.zeros(logits.shape[-1], np.float32)
+    never[list(translation._NEVER_GENERATED)] = -1e9
+    expected = tf.nn.log_softmax(logits + never).numpy()
+    labels = trained.target_labels(tf.constant(targets)).numpy()  # targets, then the end id
+    inputs = np.concatenate([np.full([len(targets), 1], START_ID), labels[:, :-1]], axis=1)
+    source, states = trained._decoder_inputs(trained.source_tokenizer(tf.constant(sources)))
+    step_fn = trained._step_function(attention_weights=False)
+    generated = np.setdiff1d(np.arange(logits.shape[-1]), translation._NEVER_GENERATED)
+    for t in range(labels.shape[1]):
+        log_probs, states, _ = step_fn(tf.constant(inputs[:, t]), states, source)
+        real = labels[:, t] != 0
+        np.testing.assert_allclose(log_probs.numpy()[real][:, generated],
+                                   expected[real, t][:, generated], atol=1e-5)
+        assert np.all(log_probs.numpy()[:, translation._NEVER_GENERATED] < -1e8)
+
+
 def test_beam_size_one_equals_greedy(trained):
     greedy = _decode_directly(trained, SOURCES, None, 0.0)
     beam = _decode_directly(trained, SOURCES, 1, 0.0)

@@ -59,11 +59,13 @@ result["tokens"][:, 0], result["extras"]["attention"][:, 0]   # best hypotheses
 ```
 """
 
+import numpy as np
 import tensorflow as tf
 
 from zoo.xla import in_xla_context
 
-__all__ = ["beam_search", "gnmt_length_penalty", "greedy_search", "sample", "tile_beams"]
+__all__ = ["beam_search", "gnmt_length_penalty", "greedy_search", "output_log_probs", "sample",
+           "tile_beams"]
 
 # Score of a hypothesis that does not exist: beams beyond the first at step 0,
 # beams with nothing left to extend, unused slots of the finished pool. Finite
@@ -87,6 +89,24 @@ def tile_beams(structure, beam_size):
 def gnmt_length_penalty(length, alpha):
     """GNMT length penalty lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al., 2016)."""
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
+
+
+def output_log_probs(dense, features, never_ids=()):
+    """Log-probabilities `[N, V]` from a `Dense` output layer, with `never_ids` ruled out.
+
+    What a step function returns: `log_softmax(dense(features))` with the ids
+    in `never_ids` (padding, the start token) at about -1e9. Their -1e9 is
+    added to the layer's bias rather than to its `[N, V]` output, which gives
+    the same log-probabilities for every other id (their bias gains an exact
+    0) with one pass over the output fewer. The logits ops are named
+    `logits/...`, which `benchmarks.decoding_profile` counts as the output
+    projection.
+    """
+    never = np.zeros(dense.kernel.shape[-1], np.float32)
+    never[list(never_ids)] = -1e9
+    with tf.name_scope("logits"):
+        logits = tf.nn.bias_add(tf.matmul(features, dense.kernel), dense.bias + never)
+    return tf.nn.log_softmax(logits)
 
 
 # ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import encoders, registry
+from zoo.decoding import output_log_probs
 from zoo.layers import (AdditiveAttention, MultiplicativeAttention, WordIds, build_vocabulary,
                         rnn_layer)
 
@@ -227,12 +228,10 @@ class ImageCaptioner(keras.Model):
         embeddings = self.decoder.get_layer("word_embedding").embeddings
         cell = self.decoder.get_layer("decoder_lstm").cell
         logits_layer = self.decoder.get_layer("logits")
-        never = tf.scatter_nd([[i] for i in _NEVER_GENERATED], [-1e9] * len(_NEVER_GENERATED),
-                              [self.word_ids.vocabulary_size])
         if self.attention is None:
             def step_fn(token_ids, state, image):
                 output, (h, c) = cell(tf.gather(embeddings, token_ids), list(state))
-                return tf.nn.log_softmax(logits_layer(output) + never), (h, c)
+                return output_log_probs(logits_layer, output, _NEVER_GENERATED), (h, c)
 
             return step_fn
 
@@ -242,8 +241,9 @@ class ImageCaptioner(keras.Model):
         def step_fn(token_ids, state, image):
             output, (h, c) = cell(tf.gather(embeddings, token_ids), list(state))
             context, weights = attention(output, image["regions"], keys=image["keys"])
-            logits = logits_layer(attentional(tf.concat([output, context], axis=-1))) + never
-            return tf.nn.log_softmax(logits), (h, c), {"attention": weights}
+            features = attentional(tf.concat([output, context], axis=-1))
+            return output_log_probs(logits_layer, features, _NEVER_GENERATED), (h, c), {
+                "attention": weights}
 
         return step_fn
 

@@ -37,6 +37,7 @@ import keras_tuner
 import tensorflow as tf
 
 from zoo import registry
+from zoo.decoding import output_log_probs
 from zoo.layers import (
     AdditiveAttention,
     MaskedGlobalPooling,
@@ -207,10 +208,12 @@ class Seq2Seq(keras.Model):
         attention = self.get_layer("attention")
         attentional = self.get_layer("attentional")
         logits_layer = self.get_layer("logits")
-        never = tf.scatter_nd([[i] for i in _NEVER_GENERATED], [-1e9] * len(_NEVER_GENERATED),
-                              [self.target_tokenizer.vocabulary_size])
 
         def step_fn(token_ids, states, source):
+            with tf.name_scope("decoder_step"):  # its ops apart from the search's in profiles
+                return step(token_ids, states, source)
+
+        def step(token_ids, states, source):
             y = tf.gather(embeddings, token_ids)  # a lookup without a Keras mask attached
             new_states = []
             for cell, state in zip(cells, states):
@@ -218,10 +221,11 @@ class Seq2Seq(keras.Model):
                 new_states.append(y)
             context, weights = attention(y, source["encoded"], mask=source["mask"],
                                          keys=source["keys"])
-            logits = logits_layer(attentional(tf.concat([y, context], axis=-1))) + never
+            log_probs = output_log_probs(logits_layer, attentional(tf.concat([y, context], -1)),
+                                         _NEVER_GENERATED)
             extras = ({"attention": weights} if attention_weights else
                       {"alignment": tf.argmax(weights, axis=-1, output_type=tf.int32)})
-            return tf.nn.log_softmax(logits), tuple(new_states), extras
+            return log_probs, tuple(new_states), extras
 
         return step_fn
 
