@@ -11,7 +11,7 @@ The last lines give beam 5's work over greedy's, and the same without any of
 the search's own ops: what beam 5 would cost if its bookkeeping were free.
 
     .venv/bin/python -m benchmarks.decoding_profile [--model NAME] [--sentences 256]
-        [--repetitions 3]
+        [--repetitions 3] [--plot PNG] [--search-ops N]
 """
 
 import os
@@ -85,12 +85,12 @@ def by_part(times):
 
 
 def profiled(calls, repetitions):
-    """{name: (thread ms by part, wall seconds)} of `calls` ({name: call}), summed over
-    `repetitions` profiled calls of each, taken in turn (after two warm-ups each), so that
-    the machine's drift hits all alike."""
+    """{name: (thread ms by part, wall seconds, thread ms of each of the search's own ops)}
+    of `calls` ({name: call}), summed over `repetitions` profiled calls of each, taken in
+    turn (after two warm-ups each), so that the machine's drift hits all alike."""
     for call in calls.values():
         call(), call()
-    totals = {name: (collections.Counter(), 0.0) for name in calls}
+    totals = {name: (collections.Counter(), 0.0, collections.Counter()) for name in calls}
     for _ in range(repetitions):
         for name, call in calls.items():
             with tempfile.TemporaryDirectory() as logdir:
@@ -99,21 +99,54 @@ def profiled(calls, repetitions):
                 call()
                 wall = time.perf_counter() - start
                 tf.profiler.experimental.stop()
-                parts, walls = totals[name]
-                parts.update(by_part(op_times(logdir)))
-                totals[name] = parts, walls + wall
-    return {name: (dict(parts), wall) for name, (parts, wall) in totals.items()}
+                times = op_times(logdir)
+                parts, walls, search_ops = totals[name]
+                parts.update(by_part(times))
+                search_ops.update({op: ms for op, ms in times.items() if part_of(op) == SEARCH})
+                totals[name] = parts, walls + wall, search_ops
+    return totals
+
+
+def plot(title, per_call, path):
+    """Stacked bars of `per_call` ({search: {part: ms}}), with 2.5x greedy's total marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(9, 2.8))
+    searches = list(per_call)
+    for row, search in enumerate(searches):
+        left = 0.0
+        for index, (part, milliseconds) in enumerate(per_call[search].items()):
+            axis.barh(row, milliseconds, left=left, color=plt.cm.tab10(index),
+                      label=part if row == 0 else None)
+            left += milliseconds
+    target = 2.5 * sum(per_call[searches[0]].values())
+    axis.axvline(target, color="red", linestyle="--", linewidth=1,
+                 label=f"2.5x {searches[0]}'s total")
+    axis.set_yticks(range(len(searches)), searches)
+    axis.invert_yaxis()
+    axis.set_xlabel("thread ms per call (both cores)")
+    axis.set_title(title, fontsize=10)
+    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
 
 
 def main(argv=None):
     parser = models.translator_parser(__doc__.split("\n")[0], sentences=256)
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--plot", metavar="PNG", help="also draw the parts as stacked bars")
+    parser.add_argument("--search-ops", type=int, default=0, metavar="N",
+                        help="also list beam 5's N costliest ops of the search's own")
     args = parser.parse_args(argv)
     model, texts = models.translator_and_sources(args)
     calls = {"greedy": lambda: model.translate(texts, beam_size=1),
              "beam 5": lambda: model.translate(texts, beam_size=5)}
     results = profiled(calls, args.repetitions)
-    (greedy, greedy_wall), (beam, beam_wall) = results["greedy"], results["beam 5"]
+    (greedy, greedy_wall, _), (beam, beam_wall, beam_search_ops) = results.values()
     print(f"{args.model}, {len(texts)} sentences in batches of 64, {args.repetitions} calls "
           f"each; thread ms (both cores) per call:")
     print(f"  {'':24s} {'greedy':>9s} {'beam 5':>9s}  beam / greedy")
@@ -129,6 +162,14 @@ def main(argv=None):
     without_search = beam_work - beam[SEARCH]
     print(f"beam 5 without the search's own ops over all of greedy's: "
           f"{without_search / greedy_work:.2f}x")
+    for op, milliseconds in beam_search_ops.most_common(args.search_ops):
+        print(f"  {per_call(milliseconds):7.1f}  {op}")
+    if args.plot:
+        per_search = {name: {part: per_call(ms) for part, ms in parts.items()}
+                      for name, (parts, _, _) in results.items()}
+        plot(f"{args.model}: translate's work on {len(texts)} test sentences, by part",
+             per_search, args.plot)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":
