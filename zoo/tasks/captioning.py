@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from zoo import encoders, registry
 from zoo.decoding import output_log_probs
+from zoo.tracing import traced
 from zoo.layers import (AdditiveAttention, MultiplicativeAttention, WordIds, build_vocabulary,
                         rnn_layer)
 
@@ -181,7 +182,6 @@ class ImageCaptioner(keras.Model):
         self.grid_shape = (grid, encoder.output_shape[-1])
         # id -> printed word; padding, OOV and the markers print as "" (untracked constant).
         object.__setattr__(self, "_words", tf.constant(["", "", "", "", *self.vocabulary]))
-        object.__setattr__(self, "_decode_functions", {})  # untracked cache of tf.functions
 
     def get_config(self):
         return dict(name=self.name, vocabulary=self.vocabulary, attention=self.attention,
@@ -287,15 +287,12 @@ class ImageCaptioner(keras.Model):
         return self.decode_features(self.encode(images), beam_size, max_length)
 
     def _decode_function(self, beam_size, max_length, from_features=False):
-        key = (beam_size, max_length, from_features)
-        if key not in self._decode_functions:
-            decode = self.decode_features if from_features else self.decode_graph
-            shape = ([None, *self.grid_shape] if from_features
-                     else [None, self.image_size, self.image_size, 3])
-            self._decode_functions[key] = tf.function(
-                lambda x: decode(x, beam_size, max_length),
-                input_signature=[tf.TensorSpec(shape, tf.float32)], reduce_retracing=True)
-        return self._decode_functions[key]
+        decode = self.decode_features if from_features else self.decode_graph
+        shape = ([None, *self.grid_shape] if from_features
+                 else [None, self.image_size, self.image_size, 3])
+        return traced(self, ("decode", beam_size, max_length, from_features), lambda: tf.function(
+            lambda x: decode(x, beam_size, max_length),
+            input_signature=[tf.TensorSpec(shape, tf.float32)], reduce_retracing=True))
 
     def load_images(self, images):
         """Paths or encoded bytes -> float32 [B, S, S, 3]; a bad input raises naming it."""

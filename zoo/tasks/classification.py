@@ -16,6 +16,7 @@ import tensorflow as tf
 from zoo import registry
 from zoo.layers import MaskedGlobalPooling, WordIds, build_vocabulary, parallel_convolutions
 from zoo.layers import recurrent_stack
+from zoo.tracing import traced_call
 
 KIM_VARIANTS = ("rand", "static", "non-static", "multichannel")
 
@@ -42,8 +43,9 @@ class TextClassifier(keras.Model):
 
     def predict_proba(self, texts, batch_size=64):
         texts = _as_text_list(texts)
+        call = traced_call(self, tf.TensorSpec([None], tf.string))
         batches = [tf.constant(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-        outputs = [self(batch, training=False).numpy() for batch in batches]
+        outputs = [call(batch).numpy() for batch in batches]
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)))
 
     def predict(self, x, batch_size=64, **kwargs):

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from zoo import registry
 from zoo.layers import recurrent_stack
+from zoo.tracing import traced_call
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 SPLITS = ("train", "validation", "test")
@@ -134,7 +135,8 @@ class Forecaster(keras.Model):
     def forecast(self, observations, batch_size=256):
         """Forecasts `[N, horizon]` (numpy) for observation windows `[N, window, F]`."""
         observations = np.asarray(observations, dtype="float32")
-        return np.concatenate([self(observations[i : i + batch_size], training=False).numpy()
+        call = traced_call(self, tf.TensorSpec([None, self.window, self.num_features], tf.float32))
+        return np.concatenate([call(observations[i : i + batch_size]).numpy()
                                for i in range(0, len(observations), batch_size)] or
                               [np.zeros((0, self.horizon), "float32")])
 

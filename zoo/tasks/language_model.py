@@ -24,6 +24,7 @@ import tensorflow as tf
 from zoo import registry
 from zoo.layers import WordIds, rnn_layer
 from zoo.metrics import Perplexity, perplexity
+from zoo.tracing import traced_call
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -206,7 +207,7 @@ class LanguageModel(keras.Model):
     def _score_batch(self, texts):
         ids = self.encode(texts).to_tensor(default_value=PAD_ID)
         inputs, targets = ids[:, :-1], ids[:, 1:]
-        logits = self(inputs, training=False)
+        logits = traced_call(self, tf.TensorSpec([None, None], inputs.dtype))(inputs)
         cross_entropy = keras.ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
         weights = tf.cast(targets != PAD_ID, tf.float32)
         mean = tf.reduce_sum(cross_entropy * weights, axis=1) / tf.reduce_sum(weights, axis=1)

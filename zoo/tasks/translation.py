@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from zoo import registry
 from zoo.decoding import output_log_probs
+from zoo.tracing import traced
 from zoo.layers import (
     AdditiveAttention,
     MaskedGlobalPooling,
@@ -149,7 +150,6 @@ class Seq2Seq(keras.Model):
         self.max_source_length = max_source_length
         self.max_output_length = max_output_length
         self.length_penalty = length_penalty
-        object.__setattr__(self, "_translate_functions", {})  # untracked cache
 
     def get_config(self):
         return dict(name=self.name, source_vocabulary=self.source_vocabulary,
@@ -277,15 +277,15 @@ class Seq2Seq(keras.Model):
         return tf.where(tf.equal(tokens, OOV_ID), aligned, words)
 
     def _translate_function(self, beam_size, max_length, attention, stopping):
-        key = (beam_size, max_length, attention, stopping)
-        if key not in self._translate_functions:
-            self._translate_functions[key] = tf.function(
+        def build():
+            return tf.function(
                 lambda texts: self.decode_graph(texts, beam_size, max_length, attention, stopping),
                 input_signature=[tf.TensorSpec([None], tf.string)],
                 # No Python control flow to convert; and autograph would re-read the
                 # source file, which breaks a long run whose source was edited meanwhile.
                 autograph=False)
-        return self._translate_functions[key]
+
+        return traced(self, ("translate", beam_size, max_length, attention, stopping), build)
 
     def translate(self, texts, beam_size=5, batch_size=64, max_length=None, details=False,
                   stopping=BEAM_STOPPING):
