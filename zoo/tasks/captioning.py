@@ -41,9 +41,9 @@ import tensorflow as tf
 
 from zoo import encoders, registry
 from zoo.decoding import output_log_probs
-from zoo.tracing import traced
 from zoo.layers import (AdditiveAttention, MultiplicativeAttention, WordIds, build_vocabulary,
                         rnn_layer)
+from zoo.tracing import traced
 
 ATTENTION_TYPES = ("additive", "multiplicative", None)
 START_TOKEN, END_TOKEN = "<start>", "<end>"
@@ -290,9 +290,12 @@ class ImageCaptioner(keras.Model):
         decode = self.decode_features if from_features else self.decode_graph
         shape = ([None, *self.grid_shape] if from_features
                  else [None, self.image_size, self.image_size, 3])
-        return traced(self, ("decode", beam_size, max_length, from_features), lambda: tf.function(
-            lambda x: decode(x, beam_size, max_length),
-            input_signature=[tf.TensorSpec(shape, tf.float32)], reduce_retracing=True))
+        def build():
+            return tf.function(lambda x: decode(x, beam_size, max_length),
+                               input_signature=[tf.TensorSpec(shape, tf.float32)],
+                               reduce_retracing=True)
+
+        return traced(self, ("decode", beam_size, max_length, from_features), build)
 
     def load_images(self, images):
         """Paths or encoded bytes -> float32 [B, S, S, 3]; a bad input raises naming it."""

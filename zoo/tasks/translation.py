@@ -38,7 +38,6 @@ import tensorflow as tf
 
 from zoo import registry
 from zoo.decoding import output_log_probs
-from zoo.tracing import traced
 from zoo.layers import (
     AdditiveAttention,
     MaskedGlobalPooling,
@@ -50,6 +49,7 @@ from zoo.layers import (
 )
 from zoo.layers.reversible import END_ID, OOV_ID, PAD_ID, START_ID, join_tokens, reversible_split
 from zoo.layers.text import ensure_one_step
+from zoo.tracing import traced
 
 ATTENTION_TYPES = ("multiplicative", "additive")
 # N(0, 1), as a config so each Embedding gets its own initializer (see the docstring).
