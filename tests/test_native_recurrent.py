@@ -351,3 +351,16 @@ def test_a_failed_build_says_why(monkeypatch, tmp_path, fresh_library_state):
     monkeypatch.setenv("CXX", "false")  # a "compiler" that exits 1
     assert native.recurrent_ops() is None
     assert "failed" in native.unavailable_reason()
+
+
+def test_optional_flags_are_kept_only_where_the_compiler_accepts_them(monkeypatch):
+    compiler = shutil.which("g++")
+    monkeypatch.setattr(native, "OPTIONAL_FLAGS", ["-mno-avx512fp16", "-mno-such-flag-zoo"])
+    native.compiler_flags.cache_clear()
+    try:
+        flags = native.compiler_flags(compiler)
+    finally:
+        native.compiler_flags.cache_clear()
+    assert flags[: len(native.CXX_FLAGS)] == native.CXX_FLAGS
+    # g++ >= 12 knows -mno-avx512fp16, which the AVX512-FP16 CPUs' Eigen headers need.
+    assert flags[len(native.CXX_FLAGS):] == ["-mno-avx512fp16"]

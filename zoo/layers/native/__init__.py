@@ -45,6 +45,10 @@ SOURCE = Path(__file__).with_name("recurrent_loops.cc")
 SWITCH = "ZOO_NATIVE_KERNELS"  # "0" turns the native kernels off
 # -march=native: the library is built on the machine that runs it.
 CXX_FLAGS = ["-std=c++17", "-O3", "-march=native", "-shared", "-fPIC", "-w"]
+# On CPUs with AVX512-FP16 (Sapphire Rapids), -march=native makes TF's bundled Eigen
+# compile its FP16 packet code, which g++ 12 rejects; the kernels use no FP16, so the
+# flag is turned off wherever the compiler knows it.
+OPTIONAL_FLAGS = ["-mno-avx512fp16"]
 
 _log = logging.getLogger(__name__)
 _reason = None
@@ -55,12 +59,23 @@ def unavailable_reason():
     return _reason
 
 
+@functools.cache
+def compiler_flags(compiler):
+    """CXX_FLAGS plus those of OPTIONAL_FLAGS that `compiler` accepts."""
+    def accepted(flag):
+        probe = subprocess.run([compiler, flag, "-x", "c++", "-E", "-"], input="",
+                               capture_output=True, text=True, check=False)
+        return probe.returncode == 0
+
+    return [*CXX_FLAGS, *filter(accepted, OPTIONAL_FLAGS)]
+
+
 def _library_path(compiler):
     from zoo.data.settings import cache_dir
 
     key = hashlib.sha256()
     for part in (SOURCE.read_bytes(), tf.__version__.encode(), compiler.encode(),
-                 " ".join(CXX_FLAGS).encode()):
+                 " ".join(compiler_flags(compiler)).encode()):
         key.update(part)
     return cache_dir() / "native" / f"recurrent_loops-{key.hexdigest()[:16]}.so"
 
@@ -70,7 +85,7 @@ def _build(compiler, target):
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
-        command = [compiler, *CXX_FLAGS, str(SOURCE), "-o", str(partial),
+        command = [compiler, *compiler_flags(compiler), str(SOURCE), "-o", str(partial),
                    *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
         _log.info("building the native recurrent kernels: %s", " ".join(command))
         print(f"zoo: building the native recurrent kernels (once, about 10 s) into {target}",
