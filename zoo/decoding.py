@@ -22,7 +22,9 @@ A model plugs in through a *step function*:
 
 `N` is the batch size `B` for greedy search and sampling and `B * beam_size`
 for beam search, where the hypotheses of sentence `b` are rows
-`b * beam_size ... (b + 1) * beam_size - 1`. Beam search tiles `initial_state`
+`b * beam_size ... (b + 1) * beam_size - 1` (with `constants`, beam search
+runs the first step once per sentence, `N = B`: every beam starts from the
+same state). Beam search tiles `initial_state`
 (and `constants`) and reorders the state with a gather at every step;
 `constants` are not reordered, as they are the same for every hypothesis of a
 sentence. Pass per-sentence tensors as `constants` rather than closing over
@@ -440,8 +442,8 @@ def beam_search(
 
     Args:
         step_fn: `(token_ids [N], state) -> (log_probs [N, V], new_state[, extras])`
-            with `N = B * beam_size` (see the module docstring for the row
-            layout), or `(token_ids, state, constants) -> ...` with `constants`.
+            with `N = B * beam_size` (see the module docstring for the row layout and
+            its first step), or `(token_ids, state, constants) -> ...` with `constants`.
             Rows that hold no hypothesis (more beams than hypotheses) are fed
             `pad_id`; `step_fn` is never fed the end token.
         initial_state: nest of `[B, ...]` tensors; tiled to `[B * beam_size, ...]`.
@@ -568,12 +570,18 @@ def beam_search(
     leave = lambda loop: _without_done_sentences(loop, sentence_done(loop), outcome, k)
 
     # Only beam 0 of each sentence is live at first, so that the K copies of
-    # the start do not fill the beam with K identical hypotheses.
+    # the start do not fill the beam with K identical hypotheses. They all start
+    # from the same state: with `constants` (then `step_fn` takes any number of
+    # rows, as sentences leave the batch) the first step runs once per sentence
+    # and its outputs are tiled; a closure may hold tensors tiled to B * K rows.
     batch_size = _static_or_dynamic_shape(start_ids)[0]
     first_beam_only = tf.concat([[0.0], tf.fill([k - 1], _DEAD)], 0)
     ids = tf.repeat(start_ids, k)
-    constants = None if constants is None else tile_beams(constants, k)
-    first_outputs = _call_step(step_fn, ids, tile_beams(initial_state, k), constants)
+    if constants is None:
+        first_outputs = _call_step(step_fn, ids, tile_beams(initial_state, k))
+    else:
+        first_outputs = tile_beams(_call_step(step_fn, start_ids, initial_state, constants), k)
+        constants = tile_beams(constants, k)
     extras_history = tf.nest.map_structure(
         lambda x: _empty_history(x, max_length), first_outputs[2]
     )
