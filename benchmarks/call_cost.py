@@ -1,6 +1,6 @@
 """Where a batch-64 fast LSTM inference call spends its time outside the recurrence.
 
-`python -m benchmarks.call_cost [--steps 1,5,50] [--repetitions 9]`
+`python -m benchmarks.call_cost [--steps 1,5,50] [--repetitions 9] [--intra-op-threads N]`
 
 For each sequence length T (batch 64, 128 inputs, 256 units, as in
 `benchmarks.recurrent`), times side by side (`benchmarks.timing.interleaved`):
@@ -16,7 +16,9 @@ The difference between the first two is TF's cost of calling a graph function
 around that op. A second table shows what that cost depends on: a trivial
 graph function (`x + 1` on a [64, 10] tensor) timed right after a pause of
 about the T=50 call's length (sleeping, or the native op running eagerly)
-and back to back.
+and back to back. `--intra-op-threads 1` runs the native op's recurrence on
+one thread (it uses as many as TF's intra-op setting allows), which shows how
+its two slices scale.
 """
 
 import argparse
@@ -31,6 +33,8 @@ def parse_args(argv=None):
     parser.add_argument("--repetitions", type=int, default=9)
     parser.add_argument("--min-seconds", type=float, default=0.3, help="duration of one timing")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="TF's intra-op threads (0: TF's default, one per core)")
     return parser.parse_args(argv)
 
 
@@ -116,7 +120,13 @@ def main(argv=None):
     from benchmarks.timing import interleaved
 
     args = parse_args(argv)
-    print("batch 64, LSTM 128 -> 256, median ms per call (interleaved)")
+    if args.intra_op_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    threads = args.intra_op_threads or "default"
+    print(f"batch 64, LSTM 128 -> 256, median ms per call (interleaved), TF intra-op threads: "
+          f"{threads}")
     for steps in (int(s) for s in args.steps.split(",")):
         timings = interleaved(candidates(steps, not args.no_torch), args.repetitions,
                               args.min_seconds)
