@@ -1,6 +1,7 @@
 // The batched recurrent step's matrix product alone, on one core: the native kernels'
 // `BatchProduct` (zoo/layers/native/recurrent_loops.cc, included) against other
-// register-block shapes of the same loop, in GFLOP/s. Compare with fma_peak.cc's
+// register-block shapes of the same loop, in GFLOP/s (and with its packed panels off
+// their cache lines, as they were before they were aligned). Compare with fma_peak.cc's
 // one-core ceiling.
 //
 //   g++ -std=c++17 -O3 -march=native -mno-avx512fp16 -w benchmarks/product_kernel.cc \
@@ -67,15 +68,19 @@ int main(int argc, char** argv) {
   const int features = argc > 2 ? std::atoi(argv[1]) : 128;
   const int units = argc > 2 ? std::atoi(argv[2]) : 256;
   const int K = features + units, columns = 768, rows = 84;  // 84: a multiple of 4, 6, 7, 12, 14, 28
-  std::vector<float> x(rows * features, 0.5f), h(rows * units, 0.25f), a(rows * K, 0.5f);
-  std::vector<float> w(static_cast<size_t>(K) * columns, 0.01f), c(rows * columns);
+  // Cache-line aligned, as the native kernels allocate them (zoo::Floats).
+  zoo::Floats x(rows * features, 0.5f), h(rows * units, 0.25f), a(rows * K, 0.5f);
+  zoo::Floats w(static_cast<size_t>(K) * columns + 16, 0.01f), c(rows * columns);
   const double flop = 2.0 * rows * K * columns;
   std::printf("one core, [%d, %d] @ [%d, %d] (x_t: %d features, h: %d units)\n", rows, K, K,
               columns, features, units);
-  const zoo::Operand xo{x.data(), features, features, w.data()};
-  const zoo::Operand ho{h.data(), units, units, w.data() + features * zoo::kGemmPanel};
-  Time("BatchProduct (the native kernels)", flop,
-       [&] { zoo::BatchProduct(rows, {xo, ho}, columns / zoo::kGemmPanel, c.data()); });
+  for (const int offset : {0, 4}) {  // panels on cache lines, then 16 bytes past them
+    const float* panels = w.data() + offset;
+    const zoo::Operand xo{x.data(), features, features, panels};
+    const zoo::Operand ho{h.data(), units, units, panels + features * zoo::kGemmPanel};
+    Time(offset == 0 ? "BatchProduct (the native kernels)" : "BatchProduct, panels unaligned", flop,
+         [&] { zoo::BatchProduct(rows, {xo, ho}, columns / zoo::kGemmPanel, c.data()); });
+  }
   Time("14 rows x 2 vectors", flop, [&] { Product<14, 2>(rows, a.data(), K, w.data(), columns, c.data()); });
   Time("12 rows x 2 vectors", flop, [&] { Product<12, 2>(rows, a.data(), K, w.data(), columns, c.data()); });
   Time("7 rows x 4 vectors", flop, [&] { Product<7, 4>(rows, a.data(), K, w.data(), columns, c.data()); });

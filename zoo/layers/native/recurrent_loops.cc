@@ -32,6 +32,7 @@
 #include <initializer_list>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -53,6 +54,26 @@ using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using tensorflow::errors::InvalidArgument;
+
+// Float buffers on 64-byte (cache-line) boundaries: the packed kernel panels and the
+// products are read and written a 512-bit vector at a time, and on Intel cores a
+// vector that straddles two cache lines costs two loads (on a Xeon, aligned panels ran
+// the step product at 177-182 GFLOP/s against 161-163, benchmarks/product_kernel.cc).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlignment{64};
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlignment); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+using Floats = std::vector<float, CacheLineAllocator<float>>;
 
 // ---------------------------------------------------------------------------------------
 // Vectorized activations, for 8 lanes (AVX2) and 16 (AVX-512, which runs the gate
@@ -375,11 +396,11 @@ int ThreadCount(OpKernelContext* context, int units) {
 // g * units + j for g < gates and j in [begin, end) in gate-major order, in panels of
 // `panel` columns: `VectorMatrix`'s layout, or with `pad` `BatchProduct`'s, whose
 // panels are all full (zero columns at the end).
-std::vector<float> PackSlice(const float* kernel, int rows, int units, int gates, int begin,
+Floats PackSlice(const float* kernel, int rows, int units, int gates, int begin,
                              int end, int panel, bool pad) {
   const int width = end - begin, columns = gates * width;
   const int stored = pad ? (columns + panel - 1) / panel * panel : columns;
-  std::vector<float> packed(static_cast<size_t>(rows) * stored, 0.0f);
+  Floats packed(static_cast<size_t>(rows) * stored, 0.0f);
   for (int c = 0; c < columns; c += panel) {
     const int panel_width = std::min(panel, columns - c), stride = pad ? panel : panel_width;
     float* out = packed.data() + static_cast<size_t>(c) * rows;
@@ -408,11 +429,11 @@ std::vector<int> SliceBegins(int units, int slices) {
 
 // The transposed kernel's columns for units [begin, end): rows k < gates * units of
 // kernel^T ([gates * units, units]) in `BatchProduct`'s padded panels.
-std::vector<float> PackTransposedSlice(const float* kernel, int units, int gates, int begin,
+Floats PackTransposedSlice(const float* kernel, int units, int gates, int begin,
                                        int end) {
   const int rows = gates * units, width = end - begin;
   const int panels = (width + kGemmPanel - 1) / kGemmPanel;
-  std::vector<float> packed(static_cast<size_t>(panels) * rows * kGemmPanel, 0.0f);
+  Floats packed(static_cast<size_t>(panels) * rows * kGemmPanel, 0.0f);
   for (int p = 0; p < panels; ++p)
     for (int q = 0; q < kGemmPanel && p * kGemmPanel + q < width; ++q) {
       const float* column = kernel + static_cast<size_t>(begin + p * kGemmPanel + q) * rows;
@@ -487,7 +508,7 @@ tensorflow::Status CheckInputs(const Tensor& inputs, const Tensor& input_kernel,
 struct PackedKernels {
   Tensor input_kernel, kernel;  // held: the tensors last packed from (unset: none)
   bool hoisted = false;
-  std::vector<std::vector<float>> packed_inputs, packed;  // per slice
+  std::vector<Floats> packed_inputs, packed;  // per slice
 
   // Whether packed_* hold these tensors' columns in this layout; else clears them.
   bool Reusable(const Tensor& new_input_kernel, const Tensor& new_kernel, int slices,
@@ -524,18 +545,18 @@ struct Recurrence {
   Cell cell;
   float *h, *c;                  // final states (in: initial states)
   Kept kept;
-  std::vector<float> h_other;    // h is double-buffered: step t reads one, writes the other
+  Floats h_other;    // h is double-buffered: step t reads one, writes the other
   std::vector<int> begin;        // slice i holds units [begin[i], begin[i + 1])
   // per slice: packed U and W columns (PackedKernels'), packed by Prepare unless ready
-  std::vector<std::vector<float>>&packed, &packed_inputs;
+  std::vector<Floats>&packed, &packed_inputs;
   const bool packed_ready;
   // per slice: h @ U (+ x_t @ W) products, and x @ W + b products (hoisted: of every
   // step; else of this step, with kSeparateInput)
-  std::vector<std::vector<float>> products, input_products;
+  std::vector<Floats> products, input_products;
   // per slice, batch-major and not hoisted: x_t's rows gathered contiguously. They are
   // T * F apart in the inputs, which at T * F a multiple of 1024 puts all the rows the
   // kernel reads at once in one L1 set (11% slower LSTM T=200 inference in a probe).
-  std::vector<std::vector<float>> step_inputs;
+  std::vector<Floats> step_inputs;
   StepClaims claims;
 
   Recurrence(const Sequence& s, const Cell& cell, float* h, float* c, const Kept& kept,
@@ -881,7 +902,7 @@ struct BackwardLoop {
   const bool* mask;     // [T, B] or nullptr
   float *dz, *dh;       // out: [T, B, gates * U]; dh0 (zeros in)
   std::vector<int> begin;
-  std::vector<std::vector<float>> packed, products;
+  std::vector<Floats> packed, products;
   // The product reads 14 rows of dz_t at once. At a row stride that is a multiple of
   // 4 KB (the LSTM's 4U at U = 256) they all fall in one L1 set: 89 GFLOP/s on one core
   // in a probe, 115 with rows padded by kRowPad floats (the LSTM backward loop at T=50
@@ -891,7 +912,7 @@ struct BackwardLoop {
   static constexpr int kRowPad = 16;
   const bool pad_rows;
   const int padded_stride;
-  std::vector<float> padded;
+  Floats padded;
   StepClaims claims;
 
   BackwardLoop(int steps, int batch, int units, const Grad& grad, int slices)
