@@ -396,8 +396,8 @@ int ThreadCount(OpKernelContext* context, int units) {
 // g * units + j for g < gates and j in [begin, end) in gate-major order, in panels of
 // `panel` columns: `VectorMatrix`'s layout, or with `pad` `BatchProduct`'s, whose
 // panels are all full (zero columns at the end).
-Floats PackSlice(const float* kernel, int rows, int units, int gates, int begin,
-                             int end, int panel, bool pad) {
+Floats PackSlice(const float* kernel, int rows, int units, int gates, int begin, int end,
+                 int panel, bool pad) {
   const int width = end - begin, columns = gates * width;
   const int stored = pad ? (columns + panel - 1) / panel * panel : columns;
   Floats packed(static_cast<size_t>(rows) * stored, 0.0f);
@@ -429,8 +429,7 @@ std::vector<int> SliceBegins(int units, int slices) {
 
 // The transposed kernel's columns for units [begin, end): rows k < gates * units of
 // kernel^T ([gates * units, units]) in `BatchProduct`'s padded panels.
-Floats PackTransposedSlice(const float* kernel, int units, int gates, int begin,
-                                       int end) {
+Floats PackTransposedSlice(const float* kernel, int units, int gates, int begin, int end) {
   const int rows = gates * units, width = end - begin;
   const int panels = (width + kGemmPanel - 1) / kGemmPanel;
   Floats packed(static_cast<size_t>(panels) * rows * kGemmPanel, 0.0f);
@@ -545,7 +544,7 @@ struct Recurrence {
   Cell cell;
   float *h, *c;                  // final states (in: initial states)
   Kept kept;
-  Floats h_other;    // h is double-buffered: step t reads one, writes the other
+  Floats h_other;                // h is double-buffered: step t reads one, writes the other
   std::vector<int> begin;        // slice i holds units [begin[i], begin[i + 1])
   // per slice: packed U and W columns (PackedKernels'), packed by Prepare unless ready
   std::vector<Floats>&packed, &packed_inputs;
