@@ -46,7 +46,7 @@ def native_op(steps, sizes):
     from benchmarks import recurrent
     from zoo.layers import fast_recurrent, native
 
-    ops = native.recurrent_ops()
+    ops = native.ops()
     if ops is None:
         raise SystemExit(f"the native kernels are unavailable: {native.unavailable_reason()}")
     x, _ = recurrent._data(sizes.batch, steps, sizes)

@@ -25,7 +25,7 @@ T, F = 9, 5
 def ops():
     if shutil.which("g++") is None:
         pytest.skip("no C++ compiler: the zoo runs the XLA loops instead (tested elsewhere)")
-    library = native.recurrent_ops()
+    library = native.ops()
     assert library is not None, native.unavailable_reason()
     return library
 
@@ -325,21 +325,21 @@ def test_bad_shapes_are_clear_errors(ops):
 
 @pytest.fixture
 def fresh_library_state():
-    """`recurrent_ops` caches its answer; tests that change the environment start afresh."""
-    native.recurrent_ops.cache_clear()
+    """`ops` caches its answer; tests that change the environment start afresh."""
+    native._library.cache_clear()
     yield
-    native.recurrent_ops.cache_clear()
+    native._library.cache_clear()
 
 
 def test_switched_off_by_environment(monkeypatch, fresh_library_state):
     monkeypatch.setenv(native.SWITCH, "0")
-    assert native.recurrent_ops() is None
+    assert native.ops() is None
     assert native.SWITCH in native.unavailable_reason()
 
 
 def test_no_compiler_means_xla_loops(monkeypatch, fresh_library_state):
     monkeypatch.setenv("CXX", "no-such-compiler-zoo")
-    assert native.recurrent_ops() is None
+    assert native.ops() is None
     assert "no C++ compiler" in native.unavailable_reason()
     stock, fast = _layer_pair("lstm")
     x = tf.constant(np.random.default_rng(5).normal(size=(1, T, F)).astype("float32"))
@@ -349,7 +349,7 @@ def test_no_compiler_means_xla_loops(monkeypatch, fresh_library_state):
 def test_a_failed_build_says_why(monkeypatch, tmp_path, fresh_library_state):
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", "false")  # a "compiler" that exits 1
-    assert native.recurrent_ops() is None
+    assert native.ops() is None
     assert "failed" in native.unavailable_reason()
 
 

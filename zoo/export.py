@@ -10,6 +10,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from zoo.layers import native
+
 
 def _input_signature(model):
     return [tf.TensorSpec(shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0])
@@ -24,12 +26,14 @@ def export(model, path, format="saved_model"):
     archive = keras.export.ExportArchive()
     archive.track(model)
     serving = getattr(model, "serving_function", None)
-    if serving is not None:
-        function, signature = serving()
-        archive.add_endpoint("serve", function, input_signature=signature)
-    else:
-        signature = _input_signature(model)
-        archive.add_endpoint("serve", lambda *x: model(*x, training=False),
-                             input_signature=signature)
-    archive.write_out(str(path), verbose=False)
+    # TF's own ops only: the zoo's native kernels would tie the SavedModel to the zoo.
+    with native.left_out():
+        if serving is not None:
+            function, signature = serving()
+            archive.add_endpoint("serve", function, input_signature=signature)
+        else:
+            signature = _input_signature(model)
+            archive.add_endpoint("serve", lambda *x: model(*x, training=False),
+                                 input_signature=signature)
+        archive.write_out(str(path), verbose=False)
     return path

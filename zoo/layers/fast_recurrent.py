@@ -219,7 +219,7 @@ def _native_ops(tensors):
         return None
     if any(t is not None and t.dtype != tf.float32 for t in tensors):
         return None
-    return native.recurrent_ops()
+    return native.ops()
 
 
 def _native_mask(mask):

@@ -1,4 +1,5 @@
-"""Native CPU kernels: LSTM / GRU loops as C++ TensorFlow custom ops.
+"""Native CPU kernels as C++ TensorFlow custom ops: LSTM / GRU loops, and a decoder's
+log-softmax and top-k.
 
 At batch 1 a recurrent step is a vector-matrix product that XLA and TF run on
 one core, streaming the whole recurrent kernel from the shared L3 cache every
@@ -9,7 +10,11 @@ L2, and runs every step's product there (a register-blocked matrix kernel for
 batches; for tiny ones each thread first projects the inputs of every step
 onto its columns). `zoo.layers.fast_recurrent` uses the ops outside
 XLA-compiled functions, for inference and for training's forward and
-backward loops.
+backward loops. `decoding_kernels.cc` normalizes a decoder's `[N, V]` logits
+(`zoo_log_softmax`) and takes the best tokens of each row (`zoo_top_k`, what
+`tf.math.top_k` gives, ties included), each row in one pass while it is in
+cache, rows split between TF's intra-op threads; `zoo.decoding` uses them
+outside XLA.
 
 The caller's thread runs one slice and the library's own helper threads the
 others (as many threads in all as TF's intra-op setting allows). A helper
@@ -21,14 +26,15 @@ they are called with the same kernel tensors (a weight update makes new ones).
 The library is compiled on first use with the system C++ compiler (`$CXX`,
 default `g++`) against the installed TensorFlow's headers, about 10 s, and
 cached under `$ZOO_CACHE_DIR/native` (default `~/.cache/zoo/native`), keyed by
-the source, the TensorFlow version and the compiler flags. Without a compiler,
-or with `ZOO_NATIVE_KERNELS=0`, `recurrent_ops()` returns None and the XLA
-loops run instead; `unavailable_reason()` says why.
+the sources, the TensorFlow version and the compiler flags. Without a compiler,
+or with `ZOO_NATIVE_KERNELS=0`, `ops()` returns None and the XLA loops (and
+TF's own log-softmax and top-k) run instead; `unavailable_reason()` says why.
 
 >>> from zoo.layers import native
->>> ops = native.recurrent_ops()   # the loaded op library, or None  # doctest: +SKIP
+>>> ops = native.ops()   # the loaded op library, or None  # doctest: +SKIP
 """
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -37,11 +43,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import tensorflow as tf
 
-SOURCE = Path(__file__).with_name("recurrent_loops.cc")
+# Compiled together into one library; the header is shared.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("recurrent_loops.cc",
+                                                             "decoding_kernels.cc"))
+HEADERS = (Path(__file__).with_name("vector_math.h"),)
 SWITCH = "ZOO_NATIVE_KERNELS"  # "0" turns the native kernels off
 # -march=native: the library is built on the machine that runs it.
 CXX_FLAGS = ["-std=c++17", "-O3", "-march=native", "-shared", "-fPIC", "-w"]
@@ -55,7 +65,7 @@ _reason = None
 
 
 def unavailable_reason():
-    """Why `recurrent_ops()` returned None (None if it did not, or was not called yet)."""
+    """Why `ops()` returned None (None if it did not, or was not called yet)."""
     return _reason
 
 
@@ -74,21 +84,21 @@ def _library_path(compiler):
     from zoo.data.settings import cache_dir
 
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), tf.__version__.encode(), compiler.encode(),
-                 " ".join(compiler_flags(compiler)).encode()):
+    for part in (*(path.read_bytes() for path in SOURCES + HEADERS), tf.__version__.encode(),
+                 compiler.encode(), " ".join(compiler_flags(compiler)).encode()):
         key.update(part)
-    return cache_dir() / "native" / f"recurrent_loops-{key.hexdigest()[:16]}.so"
+    return cache_dir() / "native" / f"zoo_kernels-{key.hexdigest()[:16]}.so"
 
 
 def _build(compiler, target):
-    """Compiles SOURCE into `target` (atomically: concurrent builds cannot see half a file)."""
+    """Compiles SOURCES into `target` (atomically: concurrent builds cannot see half a file)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
-        command = [compiler, *compiler_flags(compiler), str(SOURCE), "-o", str(partial),
+        command = [compiler, *compiler_flags(compiler), *map(str, SOURCES), "-o", str(partial),
                    *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
-        _log.info("building the native recurrent kernels: %s", " ".join(command))
-        print(f"zoo: building the native recurrent kernels (once, about 10 s) into {target}",
+        _log.info("building the native kernels: %s", " ".join(command))
+        print(f"zoo: building the native kernels (once, about 10 s) into {target}",
               file=sys.stderr, flush=True)
         result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
@@ -97,15 +107,38 @@ def _build(compiler, target):
         os.replace(partial, target)
 
 
-@functools.cache
-def recurrent_ops():
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def left_out():
+    """While inside, `ops()` returns None: graphs traced here use TF's own ops only.
+
+    For graphs that must run where the zoo is not installed: `zoo.export`
+    writes its SavedModels inside this.
+    """
+    _state.left_out = getattr(_state, "left_out", 0) + 1
+    try:
+        yield
+    finally:
+        _state.left_out -= 1
+
+
+def ops():
     """The op library (`zoo_lstm_sequence`, `zoo_gru_sequence`, `zoo_lstm_backward`,
-    `zoo_gru_backward`), or None.
+    `zoo_gru_backward`, `zoo_log_softmax`, `zoo_top_k`), or None.
 
     None (with the reason in `unavailable_reason()`, logged once) when
     `ZOO_NATIVE_KERNELS=0`, when no C++ compiler is found, or when the build
-    or the load fails: callers then run the XLA loops.
+    or the load fails: callers then run TF's ops (the XLA loops). None as well
+    inside `left_out()`.
     """
+    return None if getattr(_state, "left_out", 0) else _library()
+
+
+@functools.cache
+def _library():
+    """The loaded library (built first if needed), or None; see `ops()`."""
     global _reason
     if os.environ.get(SWITCH, "1") == "0":
         _reason = f"{SWITCH}=0"
@@ -113,7 +146,7 @@ def recurrent_ops():
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
         _reason = f"no C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH"
-        _log.warning("native recurrent kernels unavailable: %s", _reason)
+        _log.warning("native kernels unavailable: %s", _reason)
         return None
     target = _library_path(compiler)
     try:
@@ -122,5 +155,5 @@ def recurrent_ops():
         return tf.load_op_library(str(target))
     except (OSError, RuntimeError, tf.errors.OpError) as error:
         _reason = f"build or load failed: {error}"
-        _log.warning("native recurrent kernels unavailable: %s", _reason)
+        _log.warning("native kernels unavailable: %s", _reason)
         return None

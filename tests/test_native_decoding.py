@@ -1,0 +1,107 @@
+"""The native decoding kernels (`zoo_log_softmax`, `zoo_top_k`) against TF's own ops."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo import decoding
+from zoo.layers import native
+
+
+@pytest.fixture(scope="module")
+def ops():
+    library = native.ops()
+    assert library is not None, native.unavailable_reason()
+    return library
+
+
+def _rows(rows, columns, seed=0, scale=3.0):
+    return tf.constant(np.random.default_rng(seed).normal(size=(rows, columns)) * scale,
+                       tf.float32)
+
+
+@pytest.mark.parametrize("shape", [(320, 5633), (3, 17), (1, 1), (0, 40)])
+def test_log_softmax_matches_tf(ops, shape):
+    logits = _rows(*shape)
+    np.testing.assert_allclose(ops.zoo_log_softmax(logits), tf.nn.log_softmax(logits),
+                               rtol=1e-6, atol=1e-5)
+
+
+def test_log_softmax_keeps_ruled_out_ids_and_huge_logits_finite(ops):
+    """The -1e9 that `output_log_probs` gives banned ids, and logits far from 0."""
+    logits = tf.constant([[-1e9, 0.0, 1.0, 2.0], [1e4, 1e4 - 1.0, -1e9, 1e4 + 3.0]])
+    got = ops.zoo_log_softmax(logits).numpy()
+    np.testing.assert_allclose(got, tf.nn.log_softmax(logits), rtol=1e-6, atol=1e-5)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(np.exp(got).sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 6, 33])
+def test_top_k_gives_tf_top_k_values_and_indices(ops, k):
+    x = _rows(50, 1000, seed=k)
+    got, expected = ops.zoo_top_k(x, k=k), tf.math.top_k(x, k=k)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("columns", [6, 16, 37, 5633])
+def test_top_k_breaks_ties_like_tf_towards_the_lower_index(ops, columns):
+    """Rows of few distinct values (and -inf): many equal candidates at every rank."""
+    values = np.random.default_rng(columns).integers(0, 4, size=(64, columns)).astype("float32")
+    values[::3, ::2] = -np.inf
+    x = tf.constant(values)
+    got, expected = ops.zoo_top_k(x, k=6), tf.math.top_k(x, k=6)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_top_k_rejects_rows_shorter_than_k_and_other_ranks(ops):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least k = 5 columns"):
+        ops.zoo_top_k(tf.zeros([2, 4]), k=5)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="rank 2|\\[rows"):
+        ops.zoo_top_k(tf.zeros([2, 4, 3]), k=1)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="rank 2|\\[rows"):
+        ops.zoo_log_softmax(tf.zeros([7]))
+
+
+def test_decoding_uses_the_kernels_and_left_out_falls_back_to_tf(ops):
+    """`zoo.decoding`'s log-softmax and top-k run the native ops, or TF's inside `left_out`."""
+    x = _rows(320, 5633, seed=3)
+
+    def op_types(function):
+        graph = tf.function(function).get_concrete_function(x).graph
+        return {op.type for op in graph.get_operations()}
+
+    native_ops = op_types(lambda x: (decoding.log_softmax(x), decoding._top_k(x, 6)))
+    assert {"ZooLogSoftmax", "ZooTopK"} <= native_ops
+    with native.left_out():
+        tf_ops = op_types(lambda x: (decoding.log_softmax(x), decoding._top_k(x, 6)))
+        fallback = decoding._top_k(x, 6)
+    assert not {op for op in tf_ops if op.startswith("Zoo")}
+    assert {"LogSoftmax", "TopKV2"} <= tf_ops
+    native_top = decoding._top_k(x, 6)
+    np.testing.assert_array_equal(native_top[0], fallback[0])
+    np.testing.assert_array_equal(native_top[1], fallback[1])
+
+
+def test_beam_search_finds_the_same_hypotheses_with_and_without_the_kernels():
+    """A toy decoder with a 3,000-token output: same tokens, scores to float round-off."""
+    vocabulary, units, batch = 3000, 16, 6
+    rng = np.random.default_rng(7)
+    embeddings = tf.constant(rng.normal(size=(vocabulary, units)), tf.float32)
+    output = tf.constant(rng.normal(size=(units, vocabulary)) * 2, tf.float32)
+
+    def step_fn(ids, state, constants):
+        hidden = tf.tanh(state + tf.gather(embeddings, ids) + constants)
+        return decoding.log_softmax(hidden @ output), hidden
+
+    initial = tf.constant(rng.normal(size=(batch, units)), tf.float32)
+    constants = tf.constant(rng.normal(size=(batch, units)), tf.float32)
+    search = lambda: decoding.beam_search(step_fn, initial, tf.zeros([batch], tf.int32),
+                                          end_id=1, beam_size=5, max_length=12,
+                                          length_penalty=0.6, constants=constants)
+    with_kernels = search()
+    with native.left_out():
+        without = search()
+    np.testing.assert_array_equal(with_kernels["tokens"], without["tokens"])
+    np.testing.assert_allclose(with_kernels["scores"], without["scores"], rtol=1e-5)
