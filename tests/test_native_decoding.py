@@ -105,3 +105,81 @@ def test_beam_search_finds_the_same_hypotheses_with_and_without_the_kernels():
         without = search()
     np.testing.assert_array_equal(with_kernels["tokens"], without["tokens"])
     np.testing.assert_allclose(with_kernels["scores"], without["scores"], rtol=1e-5)
+
+
+# -- Additive attention, one decoding step ---------------------------------------------
+
+
+def _attention_inputs(batch=5, steps=7, units=37, width=11, query_size=13, seed=0):
+    """A built AdditiveAttention layer, a step's query, encoder outputs and a ragged mask."""
+    from zoo.layers.attention import AdditiveAttention
+
+    rng = np.random.default_rng(seed)
+    layer = AdditiveAttention(units)
+    layer.build((batch, query_size), (batch, steps, width))
+    query = tf.constant(rng.normal(size=(batch, query_size)), tf.float32)
+    values = tf.constant(rng.normal(size=(batch, steps, width)), tf.float32)
+    lengths = np.array([steps, 1, 3, 0, steps - 1])[:batch]  # a source with no real step
+    mask = tf.constant(np.arange(steps)[None] < lengths[:, None])
+    return layer, query, values, mask
+
+
+@pytest.mark.parametrize("units", [37, 256])
+@pytest.mark.parametrize("masked", [True, False])
+def test_attention_step_kernel_matches_the_layers_tf_ops(ops, units, masked):
+    layer, query, values, mask = _attention_inputs(units=units)
+    mask = mask if masked else None
+    keys = layer.precompute_keys(values)
+    fused = layer(query, values, mask=mask, keys=keys)
+    with native.left_out():
+        reference = layer(query, values, mask=mask, keys=keys)
+    for got, expected in zip(fused, reference):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    if masked:  # exactly 0 on padding; a source without real steps gets no weight at all
+        np.testing.assert_array_equal(tf.where(mask, 1.0, fused[1]), tf.where(mask, 1.0, 0.0))
+        np.testing.assert_array_equal(fused[0][3], np.zeros(values.shape[-1]))
+
+
+def test_attention_step_runs_the_kernel_only_where_it_can(ops):
+    layer, query, values, mask = _attention_inputs()
+    keys = layer.precompute_keys(values)
+
+    def op_types(function):
+        graph = tf.function(function).get_concrete_function().graph
+        return {op.type for op in graph.get_operations()}
+
+    assert "ZooAdditiveAttention" in op_types(lambda: layer(query, values, mask=mask, keys=keys))
+    with native.left_out():
+        assert "ZooAdditiveAttention" not in op_types(
+            lambda: layer(query, values, mask=mask, keys=keys))
+    teacher_forced = op_types(lambda: layer(query[:, None], values, mask=mask))
+    assert "ZooAdditiveAttention" not in teacher_forced  # [B, Tq, H] queries: TF ops
+
+
+@pytest.mark.parametrize("in_graph", [False, True])
+def test_attention_step_gradients_match_the_layers_tf_ops(ops, in_graph):
+    layer, query, values, mask = _attention_inputs(seed=4)
+
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch([query, values])
+            context, weights = layer(query, values, mask=mask)
+            loss = tf.reduce_sum(context ** 2) + tf.reduce_sum(weights * tf.range(7.0))
+        return tape.gradient(loss, [query, values, *layer.trainable_variables])
+
+    run = tf.function(gradients) if in_graph else gradients
+    fused = run()
+    with native.left_out():
+        reference = (tf.function(gradients) if in_graph else gradients)()
+    assert len(fused) == 5
+    for got, expected in zip(fused, reference):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_attention_kernel_rejects_mismatched_shapes(ops):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="shapes do not match"):
+        ops.zoo_additive_attention(tf.zeros([2, 4]), tf.zeros([2, 3, 4]), tf.zeros([5]),
+                                   tf.zeros([0, 0], tf.bool), tf.zeros([2, 3, 6]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mask must be"):
+        ops.zoo_additive_attention(tf.zeros([2, 4]), tf.zeros([2, 3, 4]), tf.zeros([4]),
+                                   tf.zeros([2, 2], tf.bool), tf.zeros([2, 3, 6]))

@@ -116,18 +116,10 @@ def output_log_probs(dense, features, never_ids=()):
 
 
 def _native_ops(x):
-    """The native kernels (`zoo.layers.native`) if they can take `x`, else None.
-
-    They take float32 `[N, V]` tensors on a machine without a GPU (where TF's
-    GPU kernels serve), outside XLA-compiled functions.
-    """
-    if x.dtype != tf.float32 or x.shape.rank != 2 or in_xla_context():
-        return None
-    if tf.config.list_logical_devices("GPU"):
-        return None
+    """The native kernels (`zoo.layers.native`) if they can take `[N, V]` `x`, else None."""
     from zoo.layers import native
 
-    return native.ops()
+    return native.ops_for(x) if x.shape.rank == 2 else None
 
 
 def log_softmax(logits):

@@ -23,13 +23,53 @@ step only pays for the query projection:
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from zoo.layers import native
 
 __all__ = ["AdditiveAttention", "MultiplicativeAttention", "masked_softmax"]
 
 # Fill value for masked scores: exp() of it underflows to exactly 0 in float32,
 # without the NaNs that -inf produces on fully masked rows.
 _MASKED_SCORE = -1e9
+
+
+def _attend(scores, mask, values, dtype):
+    """`(context [B, Tq, D], weights [B, Tq, Ts])` from `scores` over `values` [B, Ts, D]."""
+    weights = ops.cast(masked_softmax(scores, mask), dtype)
+    return ops.matmul(weights, values), weights
+
+
+def _additive_scores(projected_query, keys, score_kernel):
+    """`v^T tanh(W_q s + k_j)`: `[B, Tq, Ts]` from `[B, Tq, units]` and `[B, Ts, units]`."""
+    hidden = ops.tanh(ops.expand_dims(projected_query, 2) + ops.expand_dims(keys, 1))
+    score_kernel = ops.cast(score_kernel, hidden.dtype)  # [units, 1]
+    return ops.squeeze(ops.matmul(hidden, score_kernel), axis=-1)
+
+
+def _fused_additive_step(library, projected_query, keys, score_kernel, mask, values):
+    """`zoo_additive_attention` of one step, differentiable through the TF ops it replaces."""
+    real = tf.zeros([0, 0], tf.bool) if mask is None else tf.cast(mask, tf.bool)
+
+    @tf.custom_gradient
+    def attend(projected_query, keys, score_kernel, values):
+        outputs = library.zoo_additive_attention(projected_query, keys,
+                                                 tf.reshape(score_kernel, [-1]), real, values)
+
+        def gradient(d_context, d_weights):
+            inputs = [projected_query, keys, score_kernel, values]
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                scores = _additive_scores(projected_query[:, None], keys, score_kernel)
+                reference = [x[:, 0] for x in _attend(scores, mask, values, tf.float32)]
+            upstream = [tf.zeros_like(x) if g is None else g
+                        for g, x in zip((d_context, d_weights), outputs)]
+            return tape.gradient(reference, inputs, output_gradients=upstream)
+
+        return outputs, gradient
+
+    return attend(projected_query, keys, score_kernel, values)
 
 
 def masked_softmax(scores, mask=None):
@@ -84,6 +124,14 @@ class _Attention(keras.layers.Layer):
         """Scores `[B, Tq, Ts]` for `query` [B, Tq, H] against `keys` [B, Ts, ...]."""
         raise NotImplementedError
 
+    def _fused_step(self, query, values, mask, keys):
+        """`(context, weights)` of one step `[B, H]` by a native kernel, or None.
+
+        None makes `call` run the layer's TF ops; subclasses with a kernel
+        return its result where it can run.
+        """
+        return None
+
     def _check_built_for_keys(self):
         if not self.built:
             raise ValueError(
@@ -107,16 +155,18 @@ class _Attention(keras.layers.Layer):
             `return_attention_scores=False`.
         """
         single_step = len(query.shape) == 2
-        if single_step:
-            query = ops.expand_dims(query, axis=1)
         if keys is None:
             keys = self.precompute_keys(values)
-        weights = masked_softmax(self._score(query, keys), mask)
-        weights = ops.cast(weights, self.compute_dtype)
-        context = ops.matmul(weights, values)  # [B, Tq, D]
-        if single_step:
-            context = ops.squeeze(context, axis=1)
-            weights = ops.squeeze(weights, axis=1)
+        fused = self._fused_step(query, values, mask, keys) if single_step else None
+        if fused is not None:
+            context, weights = fused
+        elif single_step:
+            context, weights = _attend(self._score(ops.expand_dims(query, 1), keys), mask,
+                                       values, self.compute_dtype)
+            context, weights = ops.squeeze(context, axis=1), ops.squeeze(weights, axis=1)
+        else:
+            context, weights = _attend(self._score(query, keys), mask, values,
+                                       self.compute_dtype)
         if return_attention_scores:
             return context, weights
         return context
@@ -184,9 +234,21 @@ class AdditiveAttention(_Attention):
         return self.key_projection(values)
 
     def _score(self, query, keys):
-        query = self.query_projection(query)  # [B, Tq, units]
-        hidden = ops.tanh(ops.expand_dims(query, 2) + ops.expand_dims(keys, 1))
-        return ops.squeeze(self.score_projection(hidden), axis=-1)  # [B, Tq, Ts]
+        return _additive_scores(self.query_projection(query), keys, self.score_projection.kernel)
+
+    def _fused_step(self, query, values, mask, keys):
+        """One decoding step by `zoo_additive_attention` (`zoo.layers.native`).
+
+        The kernel never builds the `[B, Ts, units]` hidden layer that the TF
+        ops write and read back. Gradients, should a step be differentiated,
+        come from the TF ops, recomputed.
+        """
+        library = native.ops_for(query, values, keys)
+        if library is None or self.compute_dtype != "float32":
+            return None
+        return _fused_additive_step(library, self.query_projection(query), keys,
+                                    tf.convert_to_tensor(self.score_projection.kernel),
+                                    mask, values)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}

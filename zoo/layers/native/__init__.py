@@ -10,11 +10,13 @@ L2, and runs every step's product there (a register-blocked matrix kernel for
 batches; for tiny ones each thread first projects the inputs of every step
 onto its columns). `zoo.layers.fast_recurrent` uses the ops outside
 XLA-compiled functions, for inference and for training's forward and
-backward loops. `decoding_kernels.cc` normalizes a decoder's `[N, V]` logits
+backward loops. `decoding_kernels.cc` runs a decoding step's additive
+attention without materializing its `[N, S, units]` hidden layer
+(`zoo_additive_attention`), normalizes a decoder's `[N, V]` logits
 (`zoo_log_softmax`) and takes the best tokens of each row (`zoo_top_k`, what
-`tf.math.top_k` gives, ties included), each row in one pass while it is in
-cache, rows split between TF's intra-op threads; `zoo.decoding` uses them
-outside XLA.
+`tf.math.top_k` gives, ties included), each row while it is in cache, rows
+split between TF's intra-op threads; `zoo.layers.attention` and
+`zoo.decoding` use them where `ops_for` allows.
 
 The caller's thread runs one slice and the library's own helper threads the
 others (as many threads in all as TF's intra-op setting allows). A helper
@@ -47,6 +49,8 @@ import threading
 from pathlib import Path
 
 import tensorflow as tf
+
+from zoo.xla import in_xla_context
 
 # Compiled together into one library; the header is shared.
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("recurrent_loops.cc",
@@ -124,9 +128,23 @@ def left_out():
         _state.left_out -= 1
 
 
+def ops_for(*tensors):
+    """`ops()` where its kernels can take `tensors`, else None.
+
+    They take float32 tensors outside XLA-compiled functions, on a machine
+    without a GPU (where TF's GPU kernels serve instead).
+    """
+    if any(tensor.dtype != tf.float32 for tensor in tensors) or in_xla_context():
+        return None
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    return ops()
+
+
 def ops():
     """The op library (`zoo_lstm_sequence`, `zoo_gru_sequence`, `zoo_lstm_backward`,
-    `zoo_gru_backward`, `zoo_log_softmax`, `zoo_top_k`), or None.
+    `zoo_gru_backward`, `zoo_additive_attention`, `zoo_log_softmax`, `zoo_top_k`), or
+    None.
 
     None (with the reason in `unavailable_reason()`, logged once) when
     `ZOO_NATIVE_KERNELS=0`, when no C++ compiler is found, or when the build

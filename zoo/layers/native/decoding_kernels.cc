@@ -1,10 +1,11 @@
-// Native kernels for a decoder's output rows, as TensorFlow custom ops (ZooLogSoftmax,
-// ZooTopK). Every decoding step normalizes [N, V] logits and beam search then takes the
-// best few tokens of each row; TF's CPU kernels make several passes over the [N, V]
-// tensor for each (log_softmax: max, subtract, exp, sum, log, subtract; top_k about 2 ns
-// per element even for k = 6), which at beam 5's 320 rows of a 5.6k vocabulary leave
-// the caches every time. Here each row is handled whole while it sits in L1/L2, rows
-// split between TF's intra-op threads. zoo.decoding uses the ops outside XLA.
+// Native kernels for a decoding step, as TensorFlow custom ops: its additive attention
+// (ZooAdditiveAttention) and its output rows (ZooLogSoftmax, ZooTopK). Every decoding
+// step normalizes [N, V] logits and beam search then takes the best few tokens of each
+// row; TF's CPU kernels make several passes over the [N, V] tensor for each
+// (log_softmax: max, subtract, exp, sum, log, subtract; top_k about 2 ns per element
+// even for k = 6), which at beam 5's 320 rows of a 5.6k vocabulary leave the caches
+// every time. Here each row is handled whole while it sits in L1/L2, rows split between
+// TF's intra-op threads. zoo.decoding and zoo.layers.attention use the ops outside XLA.
 
 #include <algorithm>
 #include <cmath>
@@ -170,6 +171,112 @@ class TopKOp : public OpKernel {
   int k_;
 };
 
+// ---------------------------------------------------------------------------------------
+// One decoding step of additive (Bahdanau) attention, per row r:
+//   score_j = v . tanh(q + k_j)  over the source steps j,
+//   a = softmax over the unmasked steps (0 on masked ones; all 0 if none is unmasked),
+//   context = sum_j a_j h_j.
+// TF materializes the [N, S, U] sum and its tanh, then reads them back for the scores;
+// here each key is read once and the scores, weights and context stay in registers and
+// L1. The scores' softmax is TF's (max subtracted), as zoo.layers.attention computes it.
+// ---------------------------------------------------------------------------------------
+
+float AdditiveScore(const float* q, const float* key, const float* v, int units) {
+  float score = 0.0f;
+  int u = 0;
+#if defined(__AVX512F__)
+  using I = Avx512;
+  __m512 lanes = _mm512_setzero_ps();
+  for (; u + 16 <= units; u += 16) {
+    const __m512 hidden =
+        I::Tanh(_mm512_add_ps(_mm512_loadu_ps(q + u), _mm512_loadu_ps(key + u)));
+    lanes = _mm512_fmadd_ps(_mm512_loadu_ps(v + u), hidden, lanes);
+  }
+  score = _mm512_reduce_add_ps(lanes);
+#endif
+  for (; u < units; ++u) score += v[u] * std::tanh(q[u] + key[u]);
+  return score;
+}
+
+struct AttentionRows {
+  const float *query, *keys, *v, *values;
+  const bool* mask;  // nullptr: every step is real
+  int steps, units, width;
+  float *context, *weights;
+
+  void Row(int64_t r) const {
+    float* w = weights + r * steps;
+    float* c = context + r * width;
+    const bool* real = mask == nullptr ? nullptr : mask + r * steps;
+    float best = -std::numeric_limits<float>::infinity();
+    for (int j = 0; j < steps; ++j) {
+      if (real != nullptr && !real[j]) continue;
+      w[j] = AdditiveScore(query + r * units, keys + (r * steps + j) * units, v, units);
+      best = std::max(best, w[j]);
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < steps; ++j) {
+      const bool kept = real == nullptr || real[j];
+      w[j] = kept ? std::exp(w[j] - best) : 0.0f;
+      sum += w[j];
+    }
+    std::fill(c, c + width, 0.0f);
+    if (sum == 0.0f) return;  // no real step: all weights 0, as masked_softmax gives
+    for (int j = 0; j < steps; ++j) {
+      w[j] /= sum;
+      if (w[j] == 0.0f) continue;
+      const float a = w[j];
+      const float* h = values + (r * steps + j) * width;
+      for (int d = 0; d < width; ++d) c[d] += a * h[d];
+    }
+  }
+};
+
+class AdditiveAttentionOp : public OpKernel {
+ public:
+  explicit AdditiveAttentionOp(OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor &query = context->input(0), &keys = context->input(1),
+                 &v = context->input(2), &mask = context->input(3),
+                 &values = context->input(4);
+    OP_REQUIRES(context, query.dims() == 2 && keys.dims() == 3 && values.dims() == 3,
+                InvalidArgument("expected query [N, U], keys [N, S, U], values [N, S, D]; got ",
+                                query.shape().DebugString(), ", ", keys.shape().DebugString(),
+                                ", ", values.shape().DebugString()));
+    const int64_t rows = query.dim_size(0);
+    const int units = static_cast<int>(query.dim_size(1));
+    const int steps = static_cast<int>(keys.dim_size(1));
+    const int width = static_cast<int>(values.dim_size(2));
+    OP_REQUIRES(context, keys.dim_size(0) == rows && keys.dim_size(2) == units &&
+                             values.dim_size(0) == rows && values.dim_size(1) == steps &&
+                             v.NumElements() == units,
+                InvalidArgument("shapes do not match: query ", query.shape().DebugString(),
+                                ", keys ", keys.shape().DebugString(), ", v ",
+                                v.shape().DebugString(), ", values ",
+                                values.shape().DebugString()));
+    const bool masked = mask.NumElements() > 0;
+    OP_REQUIRES(context, !masked || (mask.dims() == 2 && mask.dim_size(0) == rows &&
+                                     mask.dim_size(1) == steps),
+                InvalidArgument("mask must be [N, S] (or empty), got ",
+                                mask.shape().DebugString()));
+    Tensor *context_out = nullptr, *weights_out = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({rows, width}), &context_out));
+    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({rows, steps}), &weights_out));
+    if (rows == 0) return;
+    const AttentionRows attention{query.flat<float>().data(), keys.flat<float>().data(),
+                                  v.flat<float>().data(), values.flat<float>().data(),
+                                  masked ? mask.flat<bool>().data() : nullptr,
+                                  steps, units, width,
+                                  context_out->flat<float>().data(),
+                                  weights_out->flat<float>().data()};
+    ForRows(context, rows, static_cast<int64_t>(steps) * (24 * units + 2 * width),
+            [&](int64_t begin, int64_t end) {
+              for (int64_t r = begin; r < end; ++r) attention.Row(r);
+            });
+  }
+};
+
 REGISTER_OP("ZooLogSoftmax")
     .Input("logits: float")  // [N, V]
     .Output("log_probs: float")
@@ -196,8 +303,28 @@ REGISTER_OP("ZooTopK")
       return tensorflow::OkStatus();
     });
 
+REGISTER_OP("ZooAdditiveAttention")
+    .Input("query: float")         // [N, U], the projected query W_q s
+    .Input("keys: float")          // [N, S, U]
+    .Input("score_kernel: float")  // [U], v
+    .Input("mask: bool")           // [N, S], true on real steps; or empty
+    .Input("values: float")        // [N, S, D]
+    .Output("context: float")      // [N, D]
+    .Output("weights: float")      // [N, S]
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      tensorflow::shape_inference::ShapeHandle query, keys, values;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &query));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 3, &keys));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 3, &values));
+      c->set_output(0, c->MakeShape({c->Dim(query, 0), c->Dim(values, 2)}));
+      c->set_output(1, c->MakeShape({c->Dim(query, 0), c->Dim(keys, 1)}));
+      return tensorflow::OkStatus();
+    });
+
 REGISTER_KERNEL_BUILDER(Name("ZooLogSoftmax").Device(tensorflow::DEVICE_CPU), LogSoftmaxOp);
 REGISTER_KERNEL_BUILDER(Name("ZooTopK").Device(tensorflow::DEVICE_CPU), TopKOp);
+REGISTER_KERNEL_BUILDER(Name("ZooAdditiveAttention").Device(tensorflow::DEVICE_CPU),
+                        AdditiveAttentionOp);
 
 }  // namespace
 }  // namespace zoo
