@@ -1,5 +1,10 @@
 """The native decoding kernels (`zoo_log_softmax`, `zoo_top_k`) against TF's own ops."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -183,3 +188,33 @@ def test_attention_kernel_rejects_mismatched_shapes(ops):
     with pytest.raises(tf.errors.InvalidArgumentError, match="mask must be"):
         ops.zoo_additive_attention(tf.zeros([2, 4]), tf.zeros([2, 3, 4]), tf.zeros([4]),
                                    tf.zeros([2, 2], tf.bool), tf.zeros([2, 3, 6]))
+
+
+# -- The kernels' narrower code: AVX2 and scalar builds -------------------------------
+
+TESTS = Path(__file__).parent
+
+
+def test_the_build_target_follows_zoo_native_march(monkeypatch):
+    import shutil
+
+    monkeypatch.setenv(native.TARGET, "x86-64-v3")
+    flags = native._target_flags(shutil.which("g++"))
+    assert "-march=x86-64-v3" in flags and "-march=native" not in flags
+
+
+@pytest.mark.parametrize("march, files", [
+    ("x86-64-v3", ["test_native_decoding.py", "test_native_recurrent.py"]),  # AVX2
+    ("x86-64", ["test_native_decoding.py"]),  # no vector extensions: the scalar code
+])
+def test_kernels_built_for_narrower_cpus_pass_the_same_tests(tmp_path, march, files):
+    """This machine's build takes the AVX-512 paths; a child process builds for `march`."""
+    env = dict(os.environ, **{native.TARGET: march}, ZOO_CACHE_DIR=str(tmp_path),
+               CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
+         "not narrower_cpus", *(str(TESTS / name) for name in files)],
+        env=env, cwd=TESTS.parent, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
+    assert list((tmp_path / "native").glob("zoo_kernels-*.so")), "built in the child's cache"

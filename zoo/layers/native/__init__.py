@@ -28,7 +28,9 @@ they are called with the same kernel tensors (a weight update makes new ones).
 The library is compiled on first use with the system C++ compiler (`$CXX`,
 default `g++`) against the installed TensorFlow's headers, about 10 s, and
 cached under `$ZOO_CACHE_DIR/native` (default `~/.cache/zoo/native`), keyed by
-the sources, the TensorFlow version and the compiler flags. Without a compiler,
+the sources, the TensorFlow version and the compiler flags. The kernels have
+AVX-512, AVX2 and scalar code; `ZOO_NATIVE_MARCH` (default `native`) picks the
+CPU they are built for. Without a compiler,
 or with `ZOO_NATIVE_KERNELS=0`, `ops()` returns None and the XLA loops (and
 TF's own log-softmax and top-k) run instead; `unavailable_reason()` says why.
 
@@ -57,7 +59,9 @@ SOURCES = tuple(Path(__file__).with_name(name) for name in ("recurrent_loops.cc"
                                                              "decoding_kernels.cc"))
 HEADERS = (Path(__file__).with_name("vector_math.h"),)
 SWITCH = "ZOO_NATIVE_KERNELS"  # "0" turns the native kernels off
-# -march=native: the library is built on the machine that runs it.
+# The CPU the library is built for (`-march=`): by default the machine that runs it;
+# e.g. x86-64-v3 (AVX2) or x86-64 builds the kernels' narrower vector or scalar code.
+TARGET = "ZOO_NATIVE_MARCH"
 CXX_FLAGS = ["-std=c++17", "-O3", "-march=native", "-shared", "-fPIC", "-w"]
 # On CPUs with AVX512-FP16 (Sapphire Rapids), -march=native makes TF's bundled Eigen
 # compile its FP16 packet code, which g++ 12 rejects; the kernels use no FP16, so the
@@ -74,14 +78,19 @@ def unavailable_reason():
 
 
 @functools.cache
-def compiler_flags(compiler):
-    """CXX_FLAGS plus those of OPTIONAL_FLAGS that `compiler` accepts."""
+def compiler_flags(compiler, march="native"):
+    """CXX_FLAGS (for CPU `march`) plus those of OPTIONAL_FLAGS that `compiler` accepts."""
     def accepted(flag):
         probe = subprocess.run([compiler, flag, "-x", "c++", "-E", "-"], input="",
                                capture_output=True, text=True, check=False)
         return probe.returncode == 0
 
-    return [*CXX_FLAGS, *filter(accepted, OPTIONAL_FLAGS)]
+    flags = [f"-march={march}" if flag == "-march=native" else flag for flag in CXX_FLAGS]
+    return [*flags, *filter(accepted, OPTIONAL_FLAGS)]
+
+
+def _target_flags(compiler):
+    return compiler_flags(compiler, os.environ.get(TARGET, "native"))
 
 
 def _library_path(compiler):
@@ -89,7 +98,7 @@ def _library_path(compiler):
 
     key = hashlib.sha256()
     for part in (*(path.read_bytes() for path in SOURCES + HEADERS), tf.__version__.encode(),
-                 compiler.encode(), " ".join(compiler_flags(compiler)).encode()):
+                 compiler.encode(), " ".join(_target_flags(compiler)).encode()):
         key.update(part)
     return cache_dir() / "native" / f"zoo_kernels-{key.hexdigest()[:16]}.so"
 
@@ -99,7 +108,7 @@ def _build(compiler, target):
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
-        command = [compiler, *compiler_flags(compiler), *map(str, SOURCES), "-o", str(partial),
+        command = [compiler, *_target_flags(compiler), *map(str, SOURCES), "-o", str(partial),
                    *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
         _log.info("building the native kernels: %s", " ".join(command))
         print(f"zoo: building the native kernels (once, about 10 s) into {target}",

@@ -43,34 +43,48 @@ void ForRows(OpKernelContext* context, int64_t rows, int64_t cost, RowOp row_op)
 
 float RowMax(const float* x, int n) {
   float best = -std::numeric_limits<float>::infinity();
+  int j = 0;
 #if defined(__AVX512F__)
   __m512 lanes = _mm512_set1_ps(best);
-  int j = 0;
   for (; j + 16 <= n; j += 16) lanes = _mm512_max_ps(lanes, _mm512_loadu_ps(x + j));
   best = _mm512_reduce_max_ps(lanes);
-  for (; j < n; ++j) best = std::max(best, x[j]);
-#else
-  for (int j = 0; j < n; ++j) best = std::max(best, x[j]);
+#elif defined(ZOO_AVX2)
+  __m256 lanes = _mm256_set1_ps(best);
+  for (; j + 8 <= n; j += 8) lanes = _mm256_max_ps(lanes, _mm256_loadu_ps(x + j));
+  alignas(32) float parts[8];
+  _mm256_store_ps(parts, lanes);
+  for (float part : parts) best = std::max(best, part);
 #endif
+  for (; j < n; ++j) best = std::max(best, x[j]);
   return best;
 }
 
+// The lanes' partial sums, then the tail, added in double: a single float running
+// sum over thousands of terms drifts by more than TF's (vectorized) sum does.
 float RowSumExp(const float* x, int n, float shift) {
-  float sum = 0.0f;
+  double sum = 0.0;
+  int j = 0;
 #if defined(__AVX512F__)
   using I = Avx512;
   __m512 lanes = _mm512_setzero_ps();
-  int j = 0;
   for (; j + 16 <= n; j += 16) {
     lanes = _mm512_add_ps(lanes, Activations<I>::Exp(_mm512_sub_ps(_mm512_loadu_ps(x + j),
                                                                    _mm512_set1_ps(shift))));
   }
   sum = _mm512_reduce_add_ps(lanes);
-  for (; j < n; ++j) sum += std::exp(x[j] - shift);
-#else
-  for (int j = 0; j < n; ++j) sum += std::exp(x[j] - shift);
+#elif defined(ZOO_AVX2)
+  using I = Avx2;
+  __m256 lanes = _mm256_setzero_ps();
+  for (; j + 8 <= n; j += 8) {
+    lanes = _mm256_add_ps(lanes, Activations<I>::Exp(_mm256_sub_ps(_mm256_loadu_ps(x + j),
+                                                                   _mm256_set1_ps(shift))));
+  }
+  alignas(32) float parts[8];
+  _mm256_store_ps(parts, lanes);
+  for (float part : parts) sum += part;
 #endif
-  return sum;
+  for (; j < n; ++j) sum += std::exp(x[j] - shift);
+  return static_cast<float>(sum);
 }
 
 void LogSoftmaxRow(const float* x, int n, float* out) {
@@ -125,8 +139,14 @@ void TopKRow(const float* x, int n, int k, float* values, int32_t* indices) {
   for (; j < k; ++j) insert(x[j], j);
 #if defined(__AVX512F__)
   for (; j + 16 <= n; j += 16) {
-    __mmask16 above = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + j),
-                                         _mm512_set1_ps(values[k - 1]), _CMP_GT_OQ);
+    unsigned above = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + j),
+                                        _mm512_set1_ps(values[k - 1]), _CMP_GT_OQ);
+#elif defined(ZOO_AVX2)
+  for (; j + 8 <= n; j += 8) {
+    unsigned above = _mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(x + j), _mm256_set1_ps(values[k - 1]), _CMP_GT_OQ));
+#endif
+#if defined(__AVX512F__) || defined(ZOO_AVX2)
     while (above) {
       const int lane = __builtin_ctz(above);
       above &= above - 1;
@@ -193,6 +213,17 @@ float AdditiveScore(const float* q, const float* key, const float* v, int units)
     lanes = _mm512_fmadd_ps(_mm512_loadu_ps(v + u), hidden, lanes);
   }
   score = _mm512_reduce_add_ps(lanes);
+#elif defined(ZOO_AVX2)
+  using I = Avx2;
+  __m256 lanes = _mm256_setzero_ps();
+  for (; u + 8 <= units; u += 8) {
+    const __m256 hidden =
+        I::Tanh(_mm256_add_ps(_mm256_loadu_ps(q + u), _mm256_loadu_ps(key + u)));
+    lanes = _mm256_fmadd_ps(_mm256_loadu_ps(v + u), hidden, lanes);
+  }
+  alignas(32) float parts[8];
+  _mm256_store_ps(parts, lanes);
+  for (float part : parts) score += part;
 #endif
   for (; u < units; ++u) score += v[u] * std::tanh(q[u] + key[u]);
   return score;
