@@ -44,16 +44,10 @@ void ForRows(OpKernelContext* context, int64_t rows, int64_t cost, RowOp row_op)
 float RowMax(const float* x, int n) {
   float best = -std::numeric_limits<float>::infinity();
   int j = 0;
-#if defined(__AVX512F__)
-  __m512 lanes = _mm512_set1_ps(best);
-  for (; j + 16 <= n; j += 16) lanes = _mm512_max_ps(lanes, _mm512_loadu_ps(x + j));
-  best = _mm512_reduce_max_ps(lanes);
-#elif defined(ZOO_AVX2)
-  __m256 lanes = _mm256_set1_ps(best);
-  for (; j + 8 <= n; j += 8) lanes = _mm256_max_ps(lanes, _mm256_loadu_ps(x + j));
-  alignas(32) float parts[8];
-  _mm256_store_ps(parts, lanes);
-  for (float part : parts) best = std::max(best, part);
+#ifdef ZOO_WIDE
+  Wide::V lanes = Wide::Set1(best);
+  for (; j + Wide::kLanes <= n; j += Wide::kLanes) lanes = Wide::Max(lanes, Wide::Load(x + j));
+  best = Wide::Largest(lanes);
 #endif
   for (; j < n; ++j) best = std::max(best, x[j]);
   return best;
@@ -64,24 +58,12 @@ float RowMax(const float* x, int n) {
 float RowSumExp(const float* x, int n, float shift) {
   double sum = 0.0;
   int j = 0;
-#if defined(__AVX512F__)
-  using I = Avx512;
-  __m512 lanes = _mm512_setzero_ps();
-  for (; j + 16 <= n; j += 16) {
-    lanes = _mm512_add_ps(lanes, Activations<I>::Exp(_mm512_sub_ps(_mm512_loadu_ps(x + j),
-                                                                   _mm512_set1_ps(shift))));
+#ifdef ZOO_WIDE
+  Wide::V lanes = Wide::Set1(0.0f);
+  for (; j + Wide::kLanes <= n; j += Wide::kLanes) {
+    lanes = Wide::Add(lanes, Wide::Exp(Wide::Sub(Wide::Load(x + j), Wide::Set1(shift))));
   }
-  sum = _mm512_reduce_add_ps(lanes);
-#elif defined(ZOO_AVX2)
-  using I = Avx2;
-  __m256 lanes = _mm256_setzero_ps();
-  for (; j + 8 <= n; j += 8) {
-    lanes = _mm256_add_ps(lanes, Activations<I>::Exp(_mm256_sub_ps(_mm256_loadu_ps(x + j),
-                                                                   _mm256_set1_ps(shift))));
-  }
-  alignas(32) float parts[8];
-  _mm256_store_ps(parts, lanes);
-  for (float part : parts) sum += part;
+  sum = Wide::Sum(lanes);
 #endif
   for (; j < n; ++j) sum += std::exp(x[j] - shift);
   return static_cast<float>(sum);
@@ -119,7 +101,8 @@ class LogSoftmaxOp : public OpKernel {
 // The k largest entries of a row, largest first, as tf.math.top_k gives them: of equal
 // values the lower index comes first. One pass keeps the k best in a sorted list; an
 // entry enters only if it beats the k-th best strictly (a later equal one ranks after
-// it), which AVX-512 tests 16 entries at a time. Rows hold no NaN (log-probabilities).
+// it), which the vector code tests 16 (AVX-512) or 8 (AVX2) entries at a time. Rows
+// hold no NaN (log-probabilities).
 // ---------------------------------------------------------------------------------------
 
 void TopKRow(const float* x, int n, int k, float* values, int32_t* indices) {
@@ -137,16 +120,9 @@ void TopKRow(const float* x, int n, int k, float* values, int32_t* indices) {
   };
   int j = 0;
   for (; j < k; ++j) insert(x[j], j);
-#if defined(__AVX512F__)
-  for (; j + 16 <= n; j += 16) {
-    unsigned above = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + j),
-                                        _mm512_set1_ps(values[k - 1]), _CMP_GT_OQ);
-#elif defined(ZOO_AVX2)
-  for (; j + 8 <= n; j += 8) {
-    unsigned above = _mm256_movemask_ps(
-        _mm256_cmp_ps(_mm256_loadu_ps(x + j), _mm256_set1_ps(values[k - 1]), _CMP_GT_OQ));
-#endif
-#if defined(__AVX512F__) || defined(ZOO_AVX2)
+#ifdef ZOO_WIDE
+  for (; j + Wide::kLanes <= n; j += Wide::kLanes) {
+    unsigned above = Wide::Greater(Wide::Load(x + j), Wide::Set1(values[k - 1]));
     while (above) {
       const int lane = __builtin_ctz(above);
       above &= above - 1;
@@ -204,26 +180,13 @@ class TopKOp : public OpKernel {
 float AdditiveScore(const float* q, const float* key, const float* v, int units) {
   float score = 0.0f;
   int u = 0;
-#if defined(__AVX512F__)
-  using I = Avx512;
-  __m512 lanes = _mm512_setzero_ps();
-  for (; u + 16 <= units; u += 16) {
-    const __m512 hidden =
-        I::Tanh(_mm512_add_ps(_mm512_loadu_ps(q + u), _mm512_loadu_ps(key + u)));
-    lanes = _mm512_fmadd_ps(_mm512_loadu_ps(v + u), hidden, lanes);
+#ifdef ZOO_WIDE
+  Wide::V lanes = Wide::Set1(0.0f);
+  for (; u + Wide::kLanes <= units; u += Wide::kLanes) {
+    const Wide::V hidden = Wide::Tanh(Wide::Add(Wide::Load(q + u), Wide::Load(key + u)));
+    lanes = Wide::Fma(Wide::Load(v + u), hidden, lanes);
   }
-  score = _mm512_reduce_add_ps(lanes);
-#elif defined(ZOO_AVX2)
-  using I = Avx2;
-  __m256 lanes = _mm256_setzero_ps();
-  for (; u + 8 <= units; u += 8) {
-    const __m256 hidden =
-        I::Tanh(_mm256_add_ps(_mm256_loadu_ps(q + u), _mm256_loadu_ps(key + u)));
-    lanes = _mm256_fmadd_ps(_mm256_loadu_ps(v + u), hidden, lanes);
-  }
-  alignas(32) float parts[8];
-  _mm256_store_ps(parts, lanes);
-  for (float part : parts) score += part;
+  score = Wide::Sum(lanes);
 #endif
   for (; u < units; ++u) score += v[u] * std::tanh(q[u] + key[u]);
   return score;

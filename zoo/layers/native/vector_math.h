@@ -81,6 +81,24 @@ struct Avx2 {
   static V Rcp(V x) { return _mm256_rcp_ps(x); }
   static V Sigmoid(V x) { return Activations<Avx2>::Sigmoid(x); }
   static V Tanh(V x) { return Activations<Avx2>::Tanh(x); }
+  static V Exp(V x) { return Activations<Avx2>::Exp(x); }
+  static float Sum(V x) {
+    alignas(32) float lanes[kLanes];
+    _mm256_store_ps(lanes, x);
+    float sum = 0.0f;
+    for (float lane : lanes) sum += lane;
+    return sum;
+  }
+  static float Largest(V x) {
+    alignas(32) float lanes[kLanes];
+    _mm256_store_ps(lanes, x);
+    float largest = lanes[0];
+    for (float lane : lanes) largest = lane > largest ? lane : largest;
+    return largest;
+  }
+  static unsigned Greater(V a, V b) {  // bit i: a[i] > b[i]
+    return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ));
+  }
 };
 #endif
 
@@ -105,10 +123,23 @@ struct Avx512 {
   static V Rcp(V x) { return _mm512_rcp14_ps(x); }
   static V Sigmoid(V x) { return Activations<Avx512>::Sigmoid(x); }
   static V Tanh(V x) { return Activations<Avx512>::Tanh(x); }
+  static V Exp(V x) { return Activations<Avx512>::Exp(x); }
+  static float Sum(V x) { return _mm512_reduce_add_ps(x); }
+  static float Largest(V x) { return _mm512_reduce_max_ps(x); }
+  static unsigned Greater(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
 };
 #endif
 
 inline float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// The widest of the two this build has (ZOO_WIDE undefined: neither).
+#if defined(__AVX512F__)
+using Wide = Avx512;
+#define ZOO_WIDE 1
+#elif defined(ZOO_AVX2)
+using Wide = Avx2;
+#define ZOO_WIDE 1
+#endif
 
 // Applies `vector_op(isa, j)` to whole blocks of isa's lanes (16, then 8) and
 // `scalar_op(j)` to the rest.
