@@ -50,7 +50,6 @@ import tensorflow as tf
 
 from zoo.layers import native
 from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
-from zoo.xla import in_xla_context
 
 # XLA-compile the recurrent loops on CPU (the default of FastLSTM/FastGRU, fast_cpu_model
 # and use_fast_kernels): it fuses each step's gate arithmetic into one kernel. In
@@ -213,13 +212,9 @@ def _native_ops(tensors):
     """The native op library if this forward pass can run it, else None.
 
     The native loops (`zoo.layers.native`) run in float32 outside XLA-compiled
-    functions, forward and backward.
+    functions, forward and backward (`native.ops_for`).
     """
-    if in_xla_context():
-        return None
-    if any(t is not None and t.dtype != tf.float32 for t in tensors):
-        return None
-    return native.ops()
+    return native.ops_for(*(t for t in tensors if t is not None))
 
 
 def _native_mask(mask):
