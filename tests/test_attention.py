@@ -93,6 +93,20 @@ def test_precomputed_keys_and_single_steps_agree_with_teacher_forcing(name):
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
+def test_step_queries_may_hold_several_consecutive_rows_per_source(name):
+    """Beam search's layout: the TARGET_STEPS query rows of each source are consecutive."""
+    query, values, mask = make_inputs(seed=2)
+    layer = built_layer(name)
+    expected_context, expected_weights = reference_attention(layer, query, values, mask)
+    rows = query.reshape(BATCH * TARGET_STEPS, QUERY_DIM)
+    context, weights = layer(rows, values, mask=mask, keys=layer.precompute_keys(values))
+    np.testing.assert_allclose(context, expected_context.reshape(BATCH * TARGET_STEPS, -1),
+                               atol=1e-5)
+    np.testing.assert_allclose(weights, expected_weights.reshape(BATCH * TARGET_STEPS, -1),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_without_mask_attends_everywhere(name):
     query, values, _ = make_inputs(seed=2)
     layer = built_layer(name)

@@ -395,6 +395,37 @@ def test_done_sentences_stay_under_xla():
     assert dropping_rows == keeping_rows - BIAS_SENTENCES * (3 - 1)
 
 
+def per_sentence_decoder(table, rows):
+    """`biased_decoder` reading its bias `[B, V]` untiled: rows of a sentence are consecutive."""
+    step_fn, constants = biased_decoder(table, rows)
+
+    def untiled_step_fn(token_ids, state, constants):
+        per_sentence = tf.shape(token_ids)[0] // tf.shape(constants["bias"])[0]
+        return step_fn(token_ids, state, {"bias": tf.repeat(constants["bias"], per_sentence, 0)})
+
+    return untiled_step_fn, constants
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "xla"])
+def test_untiled_constants_give_the_same_hypotheses(mode):
+    table = tf.constant(random_model(7, seed=0), tf.float32)
+    rows = tf.Variable(0)
+    wrap = {"eager": lambda f: f, "tf.function": tf.function,
+            "xla": lambda f: tf.function(f, jit_compile=True)}[mode]
+    previous, start = tf.constant([0, 1, 3, 2] * 2), tf.constant([1, 0, 3, 4, 5, 6, 3, 4])
+
+    def decode(step_fn, constants, tile_constants):
+        return wrap(lambda: decoding.beam_search(
+            step_fn, {"previous": previous}, start, END, 3, 14, length_penalty=0.6,
+            constants=constants, tile_constants=tile_constants))()
+
+    untiled = decode(*per_sentence_decoder(table, rows), tile_constants=False)
+    tiled = decode(*biased_decoder(table, rows), tile_constants=True)
+    assert_same_hypotheses(untiled, tiled)
+    lengths = untiled["lengths"].numpy()[:, 0]
+    assert lengths.min() <= 2 and lengths.max() == 14  # sentences leave at different steps
+
+
 def test_dropping_sentences_with_a_dynamic_batch():
     table = tf.constant(random_model(7, seed=0), tf.float32)
     rows = tf.Variable(0)

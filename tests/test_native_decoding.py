@@ -60,6 +60,29 @@ def test_top_k_breaks_ties_like_tf_towards_the_lower_index(ops, columns):
     np.testing.assert_array_equal(got[1], expected[1])
 
 
+@pytest.mark.parametrize("shape, k", [((320, 5633), 6), ((7, 37), 1), ((5, 6), 6), ((0, 9), 2)])
+def test_fused_log_softmax_top_k_gives_the_two_ops_values_exactly(ops, shape, k):
+    logits = _rows(*shape, seed=k)
+    log_probs = ops.zoo_log_softmax(logits)
+    values, ids, shifts, log_sums = ops.zoo_log_softmax_top_k(logits, k=k)
+    expected = ops.zoo_top_k(log_probs, k=k)
+    np.testing.assert_array_equal(values, expected[0])
+    np.testing.assert_array_equal(ids, expected[1])
+    # Any column's log-probability, from the row's shift and log-sum, is the op's too.
+    np.testing.assert_array_equal((logits - shifts[:, None]) - log_sums[:, None], log_probs)
+
+
+def test_fused_log_softmax_top_k_breaks_ties_like_tf(ops):
+    values = np.random.default_rng(1).integers(0, 4, size=(64, 300)).astype("float32")
+    values[::3, ::2] = -1e9  # ruled-out ids
+    got = ops.zoo_log_softmax_top_k(tf.constant(values), k=6)
+    expected = tf.math.top_k(tf.nn.log_softmax(values), k=6)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least k = 5 columns"):
+        ops.zoo_log_softmax_top_k(tf.zeros([2, 4]), k=5)
+
+
 def test_top_k_rejects_rows_shorter_than_k_and_other_ranks(ops):
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least k = 5 columns"):
         ops.zoo_top_k(tf.zeros([2, 4]), k=5)
@@ -89,8 +112,14 @@ def test_decoding_uses_the_kernels_and_left_out_falls_back_to_tf(ops):
     np.testing.assert_array_equal(native_top[1], fallback[1])
 
 
-def test_beam_search_finds_the_same_hypotheses_with_and_without_the_kernels():
-    """A toy decoder with a 3,000-token output: same tokens, scores to float round-off."""
+@pytest.mark.parametrize("search", ["beam", "greedy"])
+def test_decoders_find_the_same_hypotheses_with_and_without_the_kernels(search):
+    """A toy decoder with a 3,000-token output: same tokens, scores to float round-off.
+
+    Eagerly the decoders take the top k of ZooLogSoftmax's output by ZooTopK;
+    traced, by one ZooLogSoftmaxTopK over the logits (the same values exactly,
+    as the op's own test shows).
+    """
     vocabulary, units, batch = 3000, 16, 6
     rng = np.random.default_rng(7)
     embeddings = tf.constant(rng.normal(size=(vocabulary, units)), tf.float32)
@@ -102,14 +131,35 @@ def test_beam_search_finds_the_same_hypotheses_with_and_without_the_kernels():
 
     initial = tf.constant(rng.normal(size=(batch, units)), tf.float32)
     constants = tf.constant(rng.normal(size=(batch, units)), tf.float32)
-    search = lambda: decoding.beam_search(step_fn, initial, tf.zeros([batch], tf.int32),
-                                          end_id=1, beam_size=5, max_length=12,
-                                          length_penalty=0.6, constants=constants)
-    with_kernels = search()
+    start = tf.zeros([batch], tf.int32)
+    if search == "beam":
+        decode = lambda: decoding.beam_search(step_fn, initial, start, end_id=1, beam_size=5,
+                                              max_length=12, length_penalty=0.6,
+                                              constants=constants)
+    else:
+        decode = lambda: decoding.greedy_search(step_fn, initial, start, end_id=1,
+                                                max_length=12, constants=constants)
+    traced = tf.function(decode)
+    assert "ZooLogSoftmaxTopK" in {op.type for op in _while_body_ops(traced)}
+    with_kernels, fused = decode(), traced()
     with native.left_out():
-        without = search()
+        without = decode()
     np.testing.assert_array_equal(with_kernels["tokens"], without["tokens"])
     np.testing.assert_allclose(with_kernels["scores"], without["scores"], rtol=1e-5)
+    for key in ("tokens", "lengths"):
+        np.testing.assert_array_equal(fused[key], with_kernels[key])
+    # Grappler may fuse the toy model's ops in the traced function: round-off apart.
+    np.testing.assert_allclose(fused["scores"], with_kernels["scores"], rtol=1e-6)
+
+
+def _while_body_ops(function):
+    """The ops of the body of the one `tf.while_loop` in a traced `function`."""
+    graph = function.get_concrete_function().graph
+    (loop,) = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
+    body = graph._functions[loop.get_attr("body").name.decode()
+                            if isinstance(loop.get_attr("body").name, bytes)
+                            else loop.get_attr("body").name]
+    return body.graph.get_operations()
 
 
 # -- Additive attention, one decoding step ---------------------------------------------
@@ -161,9 +211,29 @@ def test_attention_step_runs_the_kernel_only_where_it_can(ops):
     assert "ZooAdditiveAttention" not in teacher_forced  # [B, Tq, H] queries: TF ops
 
 
+@pytest.mark.parametrize("masked", [True, False])
+def test_attention_kernel_reads_each_source_once_for_its_group_of_queries(ops, masked):
+    layer, query, values, mask = _attention_inputs(seed=2)
+    mask = mask if masked else None
+    keys = layer.precompute_keys(values)
+    group = 3
+    rows = tf.constant(np.random.default_rng(5).normal(size=(5 * group, 13)), tf.float32)
+    grouped = layer(rows, values, mask=mask, keys=keys)
+    tile = lambda x: None if x is None else tf.repeat(x, group, axis=0)
+    tiled = layer(rows, tile(values), mask=tile(mask), keys=tile(keys))  # one source per row
+    with native.left_out():
+        reference = layer(rows, values, mask=mask, keys=keys)
+    assert grouped[0].shape == (5 * group, 11) and grouped[1].shape == (5 * group, 7)
+    for got, same_kernel, tf_ops in zip(grouped, tiled, reference):
+        np.testing.assert_array_equal(got, same_kernel)
+        np.testing.assert_allclose(got, tf_ops, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("in_graph", [False, True])
-def test_attention_step_gradients_match_the_layers_tf_ops(ops, in_graph):
+@pytest.mark.parametrize("rows_per_source", [1, 2])
+def test_attention_step_gradients_match_the_layers_tf_ops(ops, in_graph, rows_per_source):
     layer, query, values, mask = _attention_inputs(seed=4)
+    query = tf.reshape(tf.stack([query, tf.reverse(query, [1])][:rows_per_source], 1), [-1, 13])
 
     def gradients():
         with tf.GradientTape() as tape:
@@ -184,6 +254,9 @@ def test_attention_step_gradients_match_the_layers_tf_ops(ops, in_graph):
 def test_attention_kernel_rejects_mismatched_shapes(ops):
     with pytest.raises(tf.errors.InvalidArgumentError, match="shapes do not match"):
         ops.zoo_additive_attention(tf.zeros([2, 4]), tf.zeros([2, 3, 4]), tf.zeros([5]),
+                                   tf.zeros([0, 0], tf.bool), tf.zeros([2, 3, 6]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of B"):  # 3 rows, 2 sources
+        ops.zoo_additive_attention(tf.zeros([3, 4]), tf.zeros([2, 3, 4]), tf.zeros([4]),
                                    tf.zeros([0, 0], tf.bool), tf.zeros([2, 3, 6]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="mask must be"):
         ops.zoo_additive_attention(tf.zeros([2, 4]), tf.zeros([2, 3, 4]), tf.zeros([4]),

@@ -18,7 +18,10 @@ A model plugs in through a *step function*:
 * `state`: any nest of tensors with leading dimension `N` (RNN states, ...).
 * `constants` (when the decoder is given `constants=`): a nest of tensors with
   leading dimension `N` that stay the same while decoding (encoder outputs,
-  source masks, precomputed attention keys).
+  source masks, precomputed attention keys); with `beam_search(...,
+  tile_constants=False)`, leading dimension `B`, one row per sentence, whose
+  `N // B` hypotheses are consecutive rows of `token_ids`
+  (`zoo.layers.attention.attend_per_source` attends that way).
 * `log_probs`: `[N, V]` normalized log-probabilities (<= 0) of the next token.
 * `extras` (optional): a nest of tensors with leading dimension `N`, e.g. the
   attention weights of this step. Decoders record them along each returned
@@ -131,7 +134,33 @@ def log_softmax(logits):
     `(x - max) - log(sum(exp(x - max)))`, to about 2e-6.
     """
     ops = _native_ops(logits)
-    return tf.nn.log_softmax(logits) if ops is None else ops.zoo_log_softmax(logits)
+    if ops is None:
+        return tf.nn.log_softmax(logits)
+    log_probs = ops.zoo_log_softmax(logits)
+    try:  # as Keras marks a softmax's logits: the decoders can then take
+        log_probs._zoo_logits = logits  # their top k from the logits (`_native_top_k`)
+    except AttributeError:  # eager tensors take no attributes
+        pass
+    return log_probs
+
+
+def _native_top_k(log_probs, k, column=None):
+    """`(values [N, k], ids [N, k], log_probs[:, column] [N] or None)` from the logits.
+
+    Where `log_probs` came from the native `log_softmax` (in a traced
+    function), one pass of `zoo_log_softmax_top_k` over the logits gives its
+    top k, the same values and ids as `_top_k(log_probs, k)`, without writing
+    the `[N, V]` log-probabilities, which graph functions then never compute.
+    None where that cannot run.
+    """
+    logits = getattr(log_probs, "_zoo_logits", None)
+    ops = None if logits is None else _native_ops(logits)
+    if ops is None:
+        return None
+    values, ids, shifts, log_sums = ops.zoo_log_softmax_top_k(logits, k=k)
+    # ZooLogSoftmax's formula, so the column's values are that op's.
+    picked = None if column is None else (logits[:, column] - shifts) - log_sums
+    return values, ids, picked
 
 
 # ---------------------------------------------------------------------------
@@ -198,6 +227,8 @@ def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choo
                      constants=None, compact=False):
     """Decodes one hypothesis per row, taking `choose(log_probs, step)` at each step.
 
+    `choose` returns the chosen ids `[N]` int32 and their log-probabilities `[N]`.
+
     With `compact` (which needs `constants`), rows that ended leave the batch.
     """
     _check_max_length(max_length)
@@ -209,8 +240,7 @@ def _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choo
     def update(outputs, loop):
         log_probs, new_state, extras = outputs
         step, finished = loop["step"], loop["finished"]
-        chosen = tf.cast(choose(log_probs, step), tf.int32)
-        chosen_log_prob = tf.gather(log_probs, chosen, batch_dims=1)
+        chosen, chosen_log_prob = choose(log_probs, step)
         # Rows that already ended only receive padding and add nothing.
         now_finished = finished | tf.equal(chosen, end_id)
         record = lambda history, x: _write_step(
@@ -288,7 +318,13 @@ def greedy_search(step_fn, initial_state, start_ids, end_id, max_length, pad_id=
         and, when `step_fn` returns extras, `extras` (each `[B, max_length, ...]`,
         zeros after the end).
     """
-    choose = lambda log_probs, step: tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+    def choose(log_probs, step):
+        best = _native_top_k(log_probs, 1)
+        if best is not None:  # top_k's id of the largest, like argmax, is the lowest
+            return best[1][:, 0], best[0][:, 0]
+        chosen = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+        return chosen, tf.gather(log_probs, chosen, batch_dims=1)
+
     return _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id,
                             constants, compact=True)
 
@@ -341,7 +377,7 @@ def sample(
         raise ValueError(f"`top_k` must be None or >= 1, got {top_k}.")
     seed = _as_stateless_seed(seed)
 
-    def choose(log_probs, step):
+    def draw(log_probs, step):
         step_seed = tf.random.experimental.stateless_fold_in(seed, step)
         logits = log_probs / temperature
         if top_k is None:
@@ -349,6 +385,10 @@ def sample(
         top_logits, top_ids = _top_k(logits, top_k)
         picked = tf.random.stateless_categorical(top_logits, 1, step_seed, dtype=tf.int32)
         return tf.gather(top_ids, picked[:, 0], batch_dims=1)
+
+    def choose(log_probs, step):
+        chosen = draw(log_probs, step)
+        return chosen, tf.gather(log_probs, chosen, batch_dims=1)
 
     return _one_path_decode(step_fn, initial_state, start_ids, end_id, max_length, choose, pad_id,
                             constants)
@@ -428,6 +468,7 @@ def beam_search(
     pad_id=0,
     constants=None,
     stopping="exact",
+    tile_constants=True,
 ):
     """Decodes the `beam_size` best hypotheses of each sentence by beam search.
 
@@ -482,9 +523,16 @@ def beam_search(
         length_penalty: `alpha` of the GNMT length penalty.
         pad_id: the token written after the end.
         constants: optional nest of `[B, ...]` tensors that stay the same for
-            the whole search; tiled like `initial_state` and passed to
-            `step_fn` as its third argument, rows matching `token_ids`.
+            the whole search; tiled like `initial_state` (unless
+            `tile_constants=False`) and passed to `step_fn` as its third
+            argument, rows matching `token_ids`.
         stopping: `"exact"` or `"heuristic"`: when a sentence is done (above).
+        tile_constants: whether `step_fn` gets `constants` tiled to one row per
+            hypothesis (`[N, ...]`). With False they stay `[B, ...]`, one row
+            per sentence, and `step_fn` must read sentence `b`'s row for its
+            rows `b * r ... (b + 1) * r - 1`, `r = N // B` (1 at the first
+            step, `beam_size` after): no copies of the source per hypothesis
+            to make, to read at every step, or to gather when sentences leave.
 
     Returns:
         A dict with, per sentence, the `beam_size` hypotheses sorted best first:
@@ -514,6 +562,7 @@ def beam_search(
     pad_id = tf.constant(pad_id, tf.int32)
     k = beam_size
     compact = constants is not None and not in_xla_context()
+    per_sentence = _PER_SENTENCE + (() if tile_constants else ("constants",))
     penalty = lambda length: gnmt_length_penalty(length, length_penalty)
     # The `lp` that bounds the best score of a hypothesis still live after `step` steps.
     bound_penalty = ((lambda step: tf.maximum(penalty(step + 1), penalty(max_length)))
@@ -525,13 +574,18 @@ def beam_search(
         alive_log_probs = loop["alive_log_probs"]
         # Static when known, so loop variables keep one shape across iterations.
         batch_size = _static_or_dynamic_shape(alive_log_probs)[0]
-        ending = alive_log_probs + tf.reshape(log_probs[:, end_id], [batch_size, k])  # [B, K]
         # The K best continuing extensions of a sentence are among the K best of each
         # beam, and those are among the K + 1 best tokens of the beam's row once the end
         # token is dropped. So one top_k pass over the [N, V] rows, then a top_k over
         # the [B, K * (K + 1)] candidates, instead of scoring all K * V extensions.
         per_row = k + 1 if log_probs.shape[-1] is None else min(k + 1, log_probs.shape[-1])
-        row_log_probs, row_tokens = _top_k(log_probs, per_row)  # [N, K + 1]
+        fused = _native_top_k(log_probs, per_row, end_id)
+        if fused is None:
+            (row_log_probs, row_tokens), end_log_probs = (_top_k(log_probs, per_row),
+                                                          log_probs[:, end_id])
+        else:
+            row_log_probs, row_tokens, end_log_probs = fused  # [N, K + 1], [N]
+        ending = alive_log_probs + tf.reshape(end_log_probs, [batch_size, k])  # [B, K]
         row_log_probs = tf.where(tf.equal(row_tokens, end_id), _DEAD, row_log_probs)
         candidates = tf.expand_dims(alive_log_probs, 2) + tf.reshape(
             row_log_probs, [batch_size, k, per_row]
@@ -595,7 +649,8 @@ def beam_search(
 
     # Sentences that are done have their final hypotheses in their pool already.
     outcome = lambda loop: _best_hypotheses(loop, k, penalty)
-    leave = lambda loop: _without_done_sentences(loop, sentence_done(loop), outcome, k)
+    leave = lambda loop: _without_done_sentences(loop, sentence_done(loop), outcome, k,
+                                                 per_sentence)
 
     # Only beam 0 of each sentence is live at first, so that the K copies of
     # the start do not fill the beam with K identical hypotheses. They all start
@@ -609,7 +664,8 @@ def beam_search(
         first_outputs = _call_step(step_fn, ids, tile_beams(initial_state, k))
     else:
         first_outputs = tile_beams(_call_step(step_fn, start_ids, initial_state, constants), k)
-        constants = tile_beams(constants, k)
+        if tile_constants:
+            constants = tile_beams(constants, k)
     extras_history = tf.nest.map_structure(
         lambda x: _empty_history(x, max_length), first_outputs[2]
     )
@@ -666,13 +722,14 @@ _MIN_DONE_FRACTION = 0.25
 _PER_SENTENCE = ("sentences", "alive_log_probs", "finished")
 
 
-def _without_done_sentences(loop, done, outcome, rows_per_sentence=1):
+def _without_done_sentences(loop, done, outcome, rows_per_sentence=1,
+                            per_sentence=_PER_SENTENCE):
     """`loop` without its done sentences (once enough are done), their `outcome` saved.
 
     `loop["sentences"]` [A] says which sentence each one is, and `outcome(loop)`
     (a nest of `[A, ...]` tensors, computed only when sentences leave) is
     written to those rows of `loop["results"]` for the sentences that leave.
-    Entries named in `_PER_SENTENCE` have one row per sentence; the others
+    Entries named in `per_sentence` have one row per sentence; the others
     (but "step") `rows_per_sentence` each.
     """
     count = tf.size(done)
@@ -692,7 +749,7 @@ def _without_done_sentences(loop, done, outcome, rows_per_sentence=1):
             tf.nest.map_structure(lambda x: tf.gather_nd(x, leaving), outcome(loop)))}
         for key, value in loop.items():
             if key not in smaller:
-                index = kept if key in _PER_SENTENCE else rows
+                index = kept if key in per_sentence else rows
                 smaller[key] = tf.nest.map_structure(lambda x: tf.gather(x, index), value)
         return smaller
 

@@ -5,7 +5,10 @@ Both layers share one calling convention:
     context, weights = layer(query, values, mask=None)
 
 * `query`: decoder state(s), `[B, H]` for one decoding step or `[B, Tq, H]`
-  for all target steps at once (teacher forcing).
+  for all target steps at once (teacher forcing). A step's query may also
+  hold several rows per source, `[N, H]` with `N // B` consecutive rows for
+  each source (beam search's hypotheses of one sentence), which then share
+  that source's `values`, `mask` and keys instead of copies of them.
 * `values`: encoder outputs (or image regions), `[B, Ts, D]`.
 * `mask`: optional `[B, Ts]` boolean source mask, `True` on real steps.
 * `context`: `[B, D]` or `[B, Tq, D]`, the weighted sum of `values`.
@@ -48,6 +51,11 @@ def _additive_scores(projected_query, keys, score_kernel):
     return ops.squeeze(ops.matmul(hidden, score_kernel), axis=-1)
 
 
+def _grouped_by_source(query, values):
+    """`[N, H]` query rows -> `[B, N // B, H]`, the rows of each of `values`' B sources."""
+    return ops.reshape(query, (ops.shape(values)[0], -1, query.shape[-1]))
+
+
 def _fused_additive_step(library, projected_query, keys, score_kernel, mask, values):
     """`zoo_additive_attention` of one step, differentiable through the TF ops it replaces."""
     real = tf.zeros([0, 0], tf.bool) if mask is None else tf.cast(mask, tf.bool)
@@ -61,8 +69,10 @@ def _fused_additive_step(library, projected_query, keys, score_kernel, mask, val
             inputs = [projected_query, keys, score_kernel, values]
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
-                scores = _additive_scores(projected_query[:, None], keys, score_kernel)
-                reference = [x[:, 0] for x in _attend(scores, mask, values, tf.float32)]
+                scores = _additive_scores(_grouped_by_source(projected_query, values), keys,
+                                          score_kernel)
+                reference = [tf.reshape(x, tf.shape(y)) for x, y in
+                             zip(_attend(scores, mask, values, tf.float32), outputs)]
             upstream = [tf.zeros_like(x) if g is None else g
                         for g, x in zip((d_context, d_weights), outputs)]
             return tape.gradient(reference, inputs, output_gradients=upstream)
@@ -125,7 +135,7 @@ class _Attention(keras.layers.Layer):
         raise NotImplementedError
 
     def _fused_step(self, query, values, mask, keys):
-        """`(context, weights)` of one step `[B, H]` by a native kernel, or None.
+        """`(context, weights)` of one step `[N, H]` by a native kernel, or None.
 
         None makes `call` run the layer's TF ops; subclasses with a kernel
         return its result where it can run.
@@ -143,7 +153,8 @@ class _Attention(keras.layers.Layer):
         """Attends from `query` over `values`.
 
         Args:
-            query: `[B, H]` (one step) or `[B, Tq, H]` (all steps).
+            query: `[B, H]` (one step), `[N, H]` (one step of `N // B` rows
+                per source, consecutive) or `[B, Tq, H]` (all steps).
             values: `[B, Ts, D]`.
             mask: optional `[B, Ts]` boolean source mask (`True` on real steps).
             keys: optional output of `precompute_keys(values)`, to skip
@@ -161,9 +172,11 @@ class _Attention(keras.layers.Layer):
         if fused is not None:
             context, weights = fused
         elif single_step:
-            context, weights = _attend(self._score(ops.expand_dims(query, 1), keys), mask,
-                                       values, self.compute_dtype)
-            context, weights = ops.squeeze(context, axis=1), ops.squeeze(weights, axis=1)
+            context, weights = _attend(self._score(_grouped_by_source(query, values), keys),
+                                       mask, values, self.compute_dtype)
+            rows = ops.shape(query)[0]
+            context = ops.reshape(context, (rows, context.shape[-1]))
+            weights = ops.reshape(weights, (rows, ops.shape(weights)[-1]))
         else:
             context, weights = _attend(self._score(query, keys), mask, values,
                                        self.compute_dtype)
@@ -239,8 +252,9 @@ class AdditiveAttention(_Attention):
     def _fused_step(self, query, values, mask, keys):
         """One decoding step by `zoo_additive_attention` (`zoo.layers.native`).
 
-        The kernel never builds the `[B, Ts, units]` hidden layer that the TF
-        ops write and read back. Gradients, should a step be differentiated,
+        The kernel never builds the `[N, Ts, units]` hidden layer that the TF
+        ops write and read back, and the rows of one source read its keys and
+        values, not copies. Gradients, should a step be differentiated,
         come from the TF ops, recomputed.
         """
         library = native.ops_for(query, values, keys)

@@ -223,7 +223,8 @@ class ImageCaptioner(keras.Model):
         """A `zoo.decoding` step_fn: (ids [N], (h, c), image) -> (log-probs, (h, c)[, attention]).
 
         `image` holds the grid `regions` and, with attention, their attention
-        `keys`, row for row with `ids` (the decoder's `constants`).
+        `keys`, one row per image, whose `N // B` hypotheses are consecutive
+        rows of `ids` (the decoders' untiled `constants`).
         """
         embeddings = self.decoder.get_layer("word_embedding").embeddings
         cell = self.decoder.get_layer("decoder_lstm").cell
@@ -266,7 +267,7 @@ class ImageCaptioner(keras.Model):
         else:
             result = beam_search(self._step_function(), state, start_ids, END_ID, beam_size,
                                  max_length, length_penalty=self.length_penalty, pad_id=PAD_ID,
-                                 constants=image)
+                                 constants=image, tile_constants=False)
             best = lambda x: x[:, 0]  # noqa: E731
         tokens = best(result["tokens"])
         # The end marker and padding print as "": the caption is the words before them.

@@ -194,8 +194,9 @@ class Seq2Seq(keras.Model):
         """A `zoo.decoding` step_fn: (ids [N], states, source) -> (log-probs, states, extras).
 
         `source` holds the encoder's `encoded` outputs, their `mask` and the
-        attention `keys`, row for row with `ids` (`decode_graph` passes them as
-        the decoder's `constants`, so the decoders can drop finished sentences).
+        attention `keys`, one row per sentence, whose `N // B` hypotheses are
+        consecutive rows of `ids` (`decode_graph` passes them as the decoders'
+        untiled `constants`, so they can drop finished sentences).
 
         The extras record, for every generated token, the attention weights over
         the source (`{"attention": [N, S]}`, for plots) or only the most attended
@@ -255,7 +256,7 @@ class Seq2Seq(keras.Model):
         else:
             result = beam_search(step_fn, states, start_ids, END_ID, beam_size, max_length,
                                  length_penalty=self.length_penalty, pad_id=PAD_ID,
-                                 constants=source, stopping=stopping)
+                                 constants=source, stopping=stopping, tile_constants=False)
             best = lambda x: x[:, 0]
         tokens, extras = best(result["tokens"]), tf.nest.map_structure(best, result["extras"])
         alignment = (tf.argmax(extras["attention"], axis=-1, output_type=tf.int32)

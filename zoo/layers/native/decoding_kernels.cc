@@ -1,5 +1,6 @@
 // Native kernels for a decoding step, as TensorFlow custom ops: its additive attention
-// (ZooAdditiveAttention) and its output rows (ZooLogSoftmax, ZooTopK). Every decoding
+// (ZooAdditiveAttention) and its output rows (ZooLogSoftmax, ZooTopK, and the two fused,
+// ZooLogSoftmaxTopK). Every decoding
 // step normalizes [N, V] logits and beam search then takes the best few tokens of each
 // row; TF's CPU kernels make several passes over the [N, V] tensor for each
 // (log_softmax: max, subtract, exp, sum, log, subtract; top_k about 2 ns per element
@@ -105,7 +106,10 @@ class LogSoftmaxOp : public OpKernel {
 // hold no NaN (log-probabilities).
 // ---------------------------------------------------------------------------------------
 
-void TopKRow(const float* x, int n, int k, float* values, int32_t* indices) {
+// `Row` gives entry j (At) and the vector of entries from j (Lanes): a row of a tensor,
+// or a row of logits log-softmaxed on the fly.
+template <typename Row>
+void TopKRow(const Row& row, int n, int k, float* values, int32_t* indices) {
   int count = 0;
   auto insert = [&](float value, int index) {  // `value` ranks among the k best
     int at = std::min(count, k - 1);
@@ -119,21 +123,43 @@ void TopKRow(const float* x, int n, int k, float* values, int32_t* indices) {
     count = std::min(count + 1, k);
   };
   int j = 0;
-  for (; j < k; ++j) insert(x[j], j);
+  for (; j < k; ++j) insert(row.At(j), j);
 #ifdef ZOO_WIDE
   for (; j + Wide::kLanes <= n; j += Wide::kLanes) {
-    unsigned above = Wide::Greater(Wide::Load(x + j), Wide::Set1(values[k - 1]));
+    unsigned above = Wide::Greater(row.Lanes(j), Wide::Set1(values[k - 1]));
     while (above) {
       const int lane = __builtin_ctz(above);
       above &= above - 1;
-      if (x[j + lane] > values[k - 1]) insert(x[j + lane], j + lane);
+      const float value = row.At(j + lane);
+      if (value > values[k - 1]) insert(value, j + lane);
     }
   }
 #endif
   for (; j < n; ++j) {
-    if (x[j] > values[k - 1]) insert(x[j], j);
+    const float value = row.At(j);
+    if (value > values[k - 1]) insert(value, j);
   }
 }
+
+struct PlainRow {
+  const float* x;
+  float At(int j) const { return x[j]; }
+#ifdef ZOO_WIDE
+  Wide::V Lanes(int j) const { return Wide::Load(x + j); }
+#endif
+};
+
+// The log-softmax of a row of logits, entry by entry, as LogSoftmaxRow writes it.
+struct LogSoftmaxedRow {
+  const float* x;
+  float shift, log_sum;
+  float At(int j) const { return (x[j] - shift) - log_sum; }
+#ifdef ZOO_WIDE
+  Wide::V Lanes(int j) const {
+    return Wide::Sub(Wide::Sub(Wide::Load(x + j), Wide::Set1(shift)), Wide::Set1(log_sum));
+  }
+#endif
+};
 
 class TopKOp : public OpKernel {
  public:
@@ -158,7 +184,7 @@ class TopKOp : public OpKernel {
     int32_t* top_indices = indices->flat<int32_t>().data();
     ForRows(context, rows, 2 * n, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        TopKRow(x + r * n, n, k_, top + r * k_, top_indices + r * k_);
+        TopKRow(PlainRow{x + r * n}, n, k_, top + r * k_, top_indices + r * k_);
       }
     });
   }
@@ -168,8 +194,56 @@ class TopKOp : public OpKernel {
 };
 
 // ---------------------------------------------------------------------------------------
-// One decoding step of additive (Bahdanau) attention, per row r:
-//   score_j = v . tanh(q + k_j)  over the source steps j,
+// The top k of log_softmax(logits) without writing the [N, V] log-probabilities: the row
+// is read for its max, its sum of exps and its top k while it sits in L1/L2. Gives
+// ZooLogSoftmax's values exactly, and each row's shift (max) and log_sum, from which
+// any column's log-probability is (logit - shift) - log_sum, as ZooLogSoftmax has it.
+// ---------------------------------------------------------------------------------------
+
+class LogSoftmaxTopKOp : public OpKernel {
+ public:
+  explicit LogSoftmaxTopKOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("k", &k_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& logits = context->input(0);
+    OP_REQUIRES(context, logits.dims() == 2,
+                InvalidArgument("logits must be [rows, classes], got shape ",
+                                logits.shape().DebugString()));
+    const int64_t rows = logits.dim_size(0);
+    const int n = static_cast<int>(logits.dim_size(1));
+    OP_REQUIRES(context, n >= k_,
+                InvalidArgument("logits must have at least k = ", k_, " columns, got ", n));
+    Tensor *values = nullptr, *indices = nullptr, *shifts = nullptr, *log_sums = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({rows, k_}), &values));
+    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({rows, k_}), &indices));
+    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({rows}), &shifts));
+    OP_REQUIRES_OK(context, context->allocate_output(3, TensorShape({rows}), &log_sums));
+    const float* x = logits.flat<float>().data();
+    float* top = values->flat<float>().data();
+    int32_t* top_indices = indices->flat<int32_t>().data();
+    float* shift = shifts->flat<float>().data();
+    float* log_sum = log_sums->flat<float>().data();
+    ForRows(context, rows, 10 * n, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* row = x + r * n;
+        shift[r] = RowMax(row, n);
+        log_sum[r] = std::log(RowSumExp(row, n, shift[r]));
+        TopKRow(LogSoftmaxedRow{row, shift[r], log_sum[r]}, n, k_, top + r * k_,
+                top_indices + r * k_);
+      }
+    });
+  }
+
+ private:
+  int k_;
+};
+
+// ---------------------------------------------------------------------------------------
+// One decoding step of additive (Bahdanau) attention, per query row r of source
+// b = r / rows_per_source (beam search's hypotheses of one sentence share its source):
+//   score_j = v . tanh(q + k_j)  over the source steps j of b,
 //   a = softmax over the unmasked steps (0 on masked ones; all 0 if none is unmasked),
 //   context = sum_j a_j h_j.
 // TF materializes the [N, S, U] sum and its tanh, then reads them back for the scores;
@@ -196,16 +270,18 @@ struct AttentionRows {
   const float *query, *keys, *v, *values;
   const bool* mask;  // nullptr: every step is real
   int steps, units, width;
+  int64_t rows_per_source;
   float *context, *weights;
 
   void Row(int64_t r) const {
+    const int64_t b = r / rows_per_source;
     float* w = weights + r * steps;
     float* c = context + r * width;
-    const bool* real = mask == nullptr ? nullptr : mask + r * steps;
+    const bool* real = mask == nullptr ? nullptr : mask + b * steps;
     float best = -std::numeric_limits<float>::infinity();
     for (int j = 0; j < steps; ++j) {
       if (real != nullptr && !real[j]) continue;
-      w[j] = AdditiveScore(query + r * units, keys + (r * steps + j) * units, v, units);
+      w[j] = AdditiveScore(query + r * units, keys + (b * steps + j) * units, v, units);
       best = std::max(best, w[j]);
     }
     float sum = 0.0f;
@@ -220,7 +296,7 @@ struct AttentionRows {
       w[j] /= sum;
       if (w[j] == 0.0f) continue;
       const float a = w[j];
-      const float* h = values + (r * steps + j) * width;
+      const float* h = values + (b * steps + j) * width;
       for (int d = 0; d < width; ++d) c[d] += a * h[d];
     }
   }
@@ -235,24 +311,24 @@ class AdditiveAttentionOp : public OpKernel {
                  &v = context->input(2), &mask = context->input(3),
                  &values = context->input(4);
     OP_REQUIRES(context, query.dims() == 2 && keys.dims() == 3 && values.dims() == 3,
-                InvalidArgument("expected query [N, U], keys [N, S, U], values [N, S, D]; got ",
+                InvalidArgument("expected query [N, U], keys [B, S, U], values [B, S, D]; got ",
                                 query.shape().DebugString(), ", ", keys.shape().DebugString(),
                                 ", ", values.shape().DebugString()));
-    const int64_t rows = query.dim_size(0);
+    const int64_t rows = query.dim_size(0), sources = keys.dim_size(0);
     const int units = static_cast<int>(query.dim_size(1));
     const int steps = static_cast<int>(keys.dim_size(1));
     const int width = static_cast<int>(values.dim_size(2));
-    OP_REQUIRES(context, keys.dim_size(0) == rows && keys.dim_size(2) == units &&
-                             values.dim_size(0) == rows && values.dim_size(1) == steps &&
-                             v.NumElements() == units,
-                InvalidArgument("shapes do not match: query ", query.shape().DebugString(),
-                                ", keys ", keys.shape().DebugString(), ", v ",
-                                v.shape().DebugString(), ", values ",
-                                values.shape().DebugString()));
+    OP_REQUIRES(context, keys.dim_size(2) == units && values.dim_size(0) == sources &&
+                             values.dim_size(1) == steps && v.NumElements() == units &&
+                             (sources == 0 ? rows == 0 : rows % sources == 0),
+                InvalidArgument("shapes do not match (N must be a multiple of B): query ",
+                                query.shape().DebugString(), ", keys ",
+                                keys.shape().DebugString(), ", v ", v.shape().DebugString(),
+                                ", values ", values.shape().DebugString()));
     const bool masked = mask.NumElements() > 0;
-    OP_REQUIRES(context, !masked || (mask.dims() == 2 && mask.dim_size(0) == rows &&
+    OP_REQUIRES(context, !masked || (mask.dims() == 2 && mask.dim_size(0) == sources &&
                                      mask.dim_size(1) == steps),
-                InvalidArgument("mask must be [N, S] (or empty), got ",
+                InvalidArgument("mask must be [B, S] (or empty), got ",
                                 mask.shape().DebugString()));
     Tensor *context_out = nullptr, *weights_out = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({rows, width}), &context_out));
@@ -261,7 +337,7 @@ class AdditiveAttentionOp : public OpKernel {
     const AttentionRows attention{query.flat<float>().data(), keys.flat<float>().data(),
                                   v.flat<float>().data(), values.flat<float>().data(),
                                   masked ? mask.flat<bool>().data() : nullptr,
-                                  steps, units, width,
+                                  steps, units, width, rows / sources,
                                   context_out->flat<float>().data(),
                                   weights_out->flat<float>().data()};
     ForRows(context, rows, static_cast<int64_t>(steps) * (24 * units + 2 * width),
@@ -297,12 +373,32 @@ REGISTER_OP("ZooTopK")
       return tensorflow::OkStatus();
     });
 
+REGISTER_OP("ZooLogSoftmaxTopK")
+    .Input("logits: float")  // [N, V]
+    .Attr("k: int >= 1")
+    .Output("values: float")    // [N, k], the k largest log-probabilities, largest first
+    .Output("indices: int32")   // [N, k]
+    .Output("shifts: float")    // [N], each row's largest logit
+    .Output("log_sums: float")  // [N], log(sum(exp(logits - shift)))
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      tensorflow::shape_inference::ShapeHandle logits;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &logits));
+      int k;
+      TF_RETURN_IF_ERROR(c->GetAttr("k", &k));
+      auto top = c->MakeShape({c->Dim(logits, 0), k});
+      c->set_output(0, top);
+      c->set_output(1, top);
+      c->set_output(2, c->Vector(c->Dim(logits, 0)));
+      c->set_output(3, c->Vector(c->Dim(logits, 0)));
+      return tensorflow::OkStatus();
+    });
+
 REGISTER_OP("ZooAdditiveAttention")
-    .Input("query: float")         // [N, U], the projected query W_q s
-    .Input("keys: float")          // [N, S, U]
+    .Input("query: float")         // [N, U], the projected query W_q s; N = B * rows per source
+    .Input("keys: float")          // [B, S, U]
     .Input("score_kernel: float")  // [U], v
-    .Input("mask: bool")           // [N, S], true on real steps; or empty
-    .Input("values: float")        // [N, S, D]
+    .Input("mask: bool")           // [B, S], true on real steps; or empty
+    .Input("values: float")        // [B, S, D]
     .Output("context: float")      // [N, D]
     .Output("weights: float")      // [N, S]
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
@@ -317,6 +413,8 @@ REGISTER_OP("ZooAdditiveAttention")
 
 REGISTER_KERNEL_BUILDER(Name("ZooLogSoftmax").Device(tensorflow::DEVICE_CPU), LogSoftmaxOp);
 REGISTER_KERNEL_BUILDER(Name("ZooTopK").Device(tensorflow::DEVICE_CPU), TopKOp);
+REGISTER_KERNEL_BUILDER(Name("ZooLogSoftmaxTopK").Device(tensorflow::DEVICE_CPU),
+                        LogSoftmaxTopKOp);
 REGISTER_KERNEL_BUILDER(Name("ZooAdditiveAttention").Device(tensorflow::DEVICE_CPU),
                         AdditiveAttentionOp);
 
