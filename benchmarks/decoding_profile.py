@@ -32,6 +32,7 @@ from benchmarks import models
 PARTS = (
     ("encoder", ("encoder", "source_embedding")),
     ("output projection", ("logits",)),
+    ("log-softmax + top-k", ("LogSoftmaxTopK",)),  # fused; before its "LogSoftmax"
     ("log-softmax", ("LogSoftmax",)),
     ("attentional layer", ("attentional",)),
     ("attention", ("attention", "key_projection")),

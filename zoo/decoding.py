@@ -6,8 +6,11 @@ into a `tf.function`, compile with `jit_compile=True` and export inside a
 SavedModel; there is no Python loop over time. Outside XLA, on a machine
 without a GPU, the log-softmax of `output_log_probs` and the top-k of beam
 search and top-k sampling run the zoo's native kernels (`zoo.layers.native`)
-where they are built; `zoo.export` leaves them out, so exported graphs hold
-TF's own ops only.
+where they are built; in a traced function, greedy and beam search take the
+best tokens of each row straight from the logits of `output_log_probs` in
+one native pass, never writing the `[N, V]` log-probabilities.
+`zoo.export` leaves the kernels out, so exported graphs hold TF's own ops
+only.
 
 A model plugs in through a *step function*:
 

@@ -11,11 +11,13 @@ batches; for tiny ones each thread first projects the inputs of every step
 onto its columns). `zoo.layers.fast_recurrent` uses the ops outside
 XLA-compiled functions, for inference and for training's forward and
 backward loops. `decoding_kernels.cc` runs a decoding step's additive
-attention without materializing its `[N, S, units]` hidden layer
-(`zoo_additive_attention`), normalizes a decoder's `[N, V]` logits
-(`zoo_log_softmax`) and takes the best tokens of each row (`zoo_top_k`, what
-`tf.math.top_k` gives, ties included), each row while it is in cache, rows
-split between TF's intra-op threads; `zoo.layers.attention` and
+attention without materializing its `[N, S, units]` hidden layer, each
+source read once for all of its hypotheses (`zoo_additive_attention`),
+normalizes a decoder's `[N, V]` logits (`zoo_log_softmax`), takes the best
+tokens of each row (`zoo_top_k`, what `tf.math.top_k` gives, ties included)
+or both at once without writing the log-probabilities
+(`zoo_log_softmax_top_k`), each row while it is in cache, rows split between
+TF's intra-op threads; `zoo.layers.attention` and
 `zoo.decoding` use them where `ops_for` allows.
 
 The caller's thread runs one slice and the library's own helper threads the
@@ -152,8 +154,8 @@ def ops_for(*tensors):
 
 def ops():
     """The op library (`zoo_lstm_sequence`, `zoo_gru_sequence`, `zoo_lstm_backward`,
-    `zoo_gru_backward`, `zoo_additive_attention`, `zoo_log_softmax`, `zoo_top_k`), or
-    None.
+    `zoo_gru_backward`, `zoo_additive_attention`, `zoo_log_softmax`, `zoo_top_k`,
+    `zoo_log_softmax_top_k`), or None.
 
     None (with the reason in `unavailable_reason()`, logged once) when
     `ZOO_NATIVE_KERNELS=0`, when no C++ compiler is found, or when the build
