@@ -161,24 +161,44 @@ struct LogSoftmaxedRow {
 #endif
 };
 
-class TopKOp : public OpKernel {
+// The ops that take the top k of each row of input 0: the attr k, the input's checks,
+// and outputs 0 and 1 (values, indices), [rows, k] each.
+class RowsTopKOp : public OpKernel {
  public:
-  explicit TopKOp(OpKernelConstruction* context) : OpKernel(context) {
+  explicit RowsTopKOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("k", &k_));
   }
 
-  void Compute(OpKernelContext* context) override {
+ protected:
+  // Checks input 0 and allocates the two outputs; on failure the context's status says
+  // why and the caller returns.
+  void Start(OpKernelContext* context, Tensor** values, Tensor** indices) {
     const Tensor& input = context->input(0);
     OP_REQUIRES(context, input.dims() == 2,
                 InvalidArgument("input must be [rows, columns], got shape ",
                                 input.shape().DebugString()));
+    OP_REQUIRES(context, input.dim_size(1) >= k_,
+                InvalidArgument("input must have at least k = ", k_, " columns, got ",
+                                input.dim_size(1)));
+    const TensorShape top({input.dim_size(0), k_});
+    OP_REQUIRES_OK(context, context->allocate_output(0, top, values));
+    OP_REQUIRES_OK(context, context->allocate_output(1, top, indices));
+  }
+
+  int k_;
+};
+
+class TopKOp : public RowsTopKOp {
+ public:
+  using RowsTopKOp::RowsTopKOp;
+
+  void Compute(OpKernelContext* context) override {
+    Tensor *values = nullptr, *indices = nullptr;
+    Start(context, &values, &indices);
+    if (!context->status().ok()) return;
+    const Tensor& input = context->input(0);
     const int64_t rows = input.dim_size(0);
     const int n = static_cast<int>(input.dim_size(1));
-    OP_REQUIRES(context, n >= k_,
-                InvalidArgument("input must have at least k = ", k_, " columns, got ", n));
-    Tensor *values = nullptr, *indices = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({rows, k_}), &values));
-    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({rows, k_}), &indices));
     const float* x = input.flat<float>().data();
     float* top = values->flat<float>().data();
     int32_t* top_indices = indices->flat<int32_t>().data();
@@ -188,9 +208,6 @@ class TopKOp : public OpKernel {
       }
     });
   }
-
- private:
-  int k_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -200,24 +217,17 @@ class TopKOp : public OpKernel {
 // any column's log-probability is (logit - shift) - log_sum, as ZooLogSoftmax has it.
 // ---------------------------------------------------------------------------------------
 
-class LogSoftmaxTopKOp : public OpKernel {
+class LogSoftmaxTopKOp : public RowsTopKOp {
  public:
-  explicit LogSoftmaxTopKOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("k", &k_));
-  }
+  using RowsTopKOp::RowsTopKOp;
 
   void Compute(OpKernelContext* context) override {
+    Tensor *values = nullptr, *indices = nullptr, *shifts = nullptr, *log_sums = nullptr;
+    Start(context, &values, &indices);
+    if (!context->status().ok()) return;
     const Tensor& logits = context->input(0);
-    OP_REQUIRES(context, logits.dims() == 2,
-                InvalidArgument("logits must be [rows, classes], got shape ",
-                                logits.shape().DebugString()));
     const int64_t rows = logits.dim_size(0);
     const int n = static_cast<int>(logits.dim_size(1));
-    OP_REQUIRES(context, n >= k_,
-                InvalidArgument("logits must have at least k = ", k_, " columns, got ", n));
-    Tensor *values = nullptr, *indices = nullptr, *shifts = nullptr, *log_sums = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({rows, k_}), &values));
-    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({rows, k_}), &indices));
     OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({rows}), &shifts));
     OP_REQUIRES_OK(context, context->allocate_output(3, TensorShape({rows}), &log_sums));
     const float* x = logits.flat<float>().data();
@@ -235,9 +245,6 @@ class LogSoftmaxTopKOp : public OpKernel {
       }
     });
   }
-
- private:
-  int k_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -347,6 +354,18 @@ class AdditiveAttentionOp : public OpKernel {
   }
 };
 
+// Outputs 0 and 1 of the top-k ops: [N, k] for a [N, V] input 0.
+tensorflow::Status TopKShapes(tensorflow::shape_inference::InferenceContext* c) {
+  tensorflow::shape_inference::ShapeHandle input;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &input));
+  int k;
+  TF_RETURN_IF_ERROR(c->GetAttr("k", &k));
+  auto top = c->MakeShape({c->Dim(input, 0), k});
+  c->set_output(0, top);
+  c->set_output(1, top);
+  return tensorflow::OkStatus();
+}
+
 REGISTER_OP("ZooLogSoftmax")
     .Input("logits: float")  // [N, V]
     .Output("log_probs: float")
@@ -362,16 +381,7 @@ REGISTER_OP("ZooTopK")
     .Attr("k: int >= 1")
     .Output("values: float")   // [N, k]
     .Output("indices: int32")  // [N, k]
-    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      tensorflow::shape_inference::ShapeHandle input;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &input));
-      int k;
-      TF_RETURN_IF_ERROR(c->GetAttr("k", &k));
-      auto top = c->MakeShape({c->Dim(input, 0), k});
-      c->set_output(0, top);
-      c->set_output(1, top);
-      return tensorflow::OkStatus();
-    });
+    .SetShapeFn(TopKShapes);
 
 REGISTER_OP("ZooLogSoftmaxTopK")
     .Input("logits: float")  // [N, V]
@@ -381,15 +391,9 @@ REGISTER_OP("ZooLogSoftmaxTopK")
     .Output("shifts: float")    // [N], each row's largest logit
     .Output("log_sums: float")  // [N], log(sum(exp(logits - shift)))
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      tensorflow::shape_inference::ShapeHandle logits;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &logits));
-      int k;
-      TF_RETURN_IF_ERROR(c->GetAttr("k", &k));
-      auto top = c->MakeShape({c->Dim(logits, 0), k});
-      c->set_output(0, top);
-      c->set_output(1, top);
-      c->set_output(2, c->Vector(c->Dim(logits, 0)));
-      c->set_output(3, c->Vector(c->Dim(logits, 0)));
+      TF_RETURN_IF_ERROR(TopKShapes(c));
+      c->set_output(2, c->Vector(c->Dim(c->input(0), 0)));
+      c->set_output(3, c->Vector(c->Dim(c->input(0), 0)));
       return tensorflow::OkStatus();
     });
 
