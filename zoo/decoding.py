@@ -23,8 +23,9 @@ A model plugs in through a *step function*:
   leading dimension `N` that stay the same while decoding (encoder outputs,
   source masks, precomputed attention keys); with `beam_search(...,
   tile_constants=False)`, leading dimension `B`, one row per sentence, whose
-  `N // B` hypotheses are consecutive rows of `token_ids`
-  (`zoo.layers.attention.attend_per_source` attends that way).
+  `N // B` hypotheses are consecutive rows of `token_ids` (the layers of
+  `zoo.layers.attention` take such `[N, H]` step queries against `[B, ...]`
+  sources).
 * `log_probs`: `[N, V]` normalized log-probabilities (<= 0) of the next token.
 * `extras` (optional): a nest of tensors with leading dimension `N`, e.g. the
   attention weights of this step. Decoders record them along each returned
