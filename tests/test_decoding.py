@@ -69,7 +69,7 @@ def rescore(table, previous, start, tokens, length, alpha):
 
 
 def run_beam(table, previous, start, beam_size, max_length, alpha=0.0, stopping="exact",
-             **step_kwargs):
+             n_best=None, **step_kwargs):
     return decoding.beam_search(
         make_step_fn(table, **step_kwargs),
         {"previous": tf.constant(previous, tf.int32)},
@@ -79,6 +79,7 @@ def run_beam(table, previous, start, beam_size, max_length, alpha=0.0, stopping=
         max_length=max_length,
         length_penalty=alpha,
         stopping=stopping,
+        n_best=n_best,
     )
 
 
@@ -211,6 +212,44 @@ def test_heuristic_stopping_misses_a_longer_winner_that_exact_stopping_finds():
     assert heuristic_score < exact_score
 
 
+@pytest.mark.parametrize("n_best", [1, 2])
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
+def test_n_best_hypotheses_are_the_first_of_all_beams_under_exact_stopping(alpha, n_best):
+    # Exact stopping settles the n best for good, so asking for fewer (and
+    # stopping sooner) returns the first n of what the full pool would hold.
+    table = random_model(6, seed=9)
+    full = run_beam(table, PREVIOUS, START, 4, 8, alpha, record_inputs=True)
+    best = run_beam(table, PREVIOUS, START, 4, 8, alpha, n_best=n_best, record_inputs=True)
+    assert best["tokens"].shape == (3, n_best, 8)
+    assert best["extras"]["input"].shape == (3, n_best, 8)
+    for got, want in zip(tf.nest.flatten(best), tf.nest.flatten(full)):
+        np.testing.assert_array_equal(got, want[:, :n_best])
+
+
+def test_keeping_only_the_best_lets_a_sentence_stop_once_it_is_settled():
+    # 0 = padding, 1 = "a", 2 = </s>. "</s>" (0.7) beats every hypothesis
+    # starting with "a" (0.3) after one step; a pool of 2 must wait a step
+    # more, for "a </s>" (0.15) to end.
+    rows = [[1e-6, 0.3, 0.7]] + [[1e-6, 0.5, 0.5]] * 5
+    calls = []
+    step_fn = counting_step_fn(np.asarray(rows))
+
+    def counted(token_ids, state):
+        calls.append(1)
+        return step_fn(token_ids, state)
+
+    def search(n_best):
+        calls.clear()
+        result = decoding.beam_search(counted, {"length": tf.constant([0])}, tf.constant([0]),
+                                      END, beam_size=2, max_length=6, n_best=n_best)
+        return result, len(calls)
+
+    (best, best_steps), (full, full_steps) = search(1), search(2)
+    assert best["tokens"][0, 0].numpy().tolist() == padded([END], 6)
+    np.testing.assert_array_equal(best["tokens"][:, 0], full["tokens"][:, 0])
+    assert best_steps == 1 and full_steps == 2
+
+
 def test_finished_hypotheses_are_never_extended():
     # step_fn asserts it is never fed the end token, even with more beams than
     # hypotheses; outputs hold nothing but padding after the end token.
@@ -335,7 +374,7 @@ def biased_decoder(table, rows):
     return step_fn, {"bias": tf.constant(bias)}
 
 
-def decode_biased(search, table, rows, beam_size, as_constants, wrap=lambda f: f):
+def decode_biased(search, table, rows, beam_size, as_constants, wrap=lambda f: f, n_best=None):
     """Decodes the biased toy model, its bias passed as `constants` or closed over."""
     step_fn, constants = biased_decoder(tf.constant(table, tf.float32), rows)
     rng = np.random.default_rng(3)
@@ -345,7 +384,8 @@ def decode_biased(search, table, rows, beam_size, as_constants, wrap=lambda f: f
         tiled = decoding.tile_beams(constants, beam_size)
         decode = lambda **kw: decoding.beam_search(
             step_fn=kw.pop("step_fn"), initial_state={"previous": previous}, start_ids=start,
-            end_id=END, beam_size=beam_size, max_length=14, length_penalty=0.6, **kw)
+            end_id=END, beam_size=beam_size, max_length=14, length_penalty=0.6,
+            n_best=n_best, **kw)
     else:
         tiled = constants
         decode = lambda **kw: decoding.greedy_search(
@@ -382,6 +422,17 @@ def test_done_sentences_leave_the_batch_with_the_same_results(search, beam_size,
     lengths = dropping["lengths"].numpy().reshape(BIAS_SENTENCES, -1)[:, 0]
     assert lengths.min() <= 2 and lengths.max() == 14  # sentences end at different steps
     assert dropping_rows < 0.8 * keeping_rows  # ... and stop costing rows when they do
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function"])
+def test_keeping_only_the_best_decodes_fewer_rows_for_the_same_best(mode):
+    table = random_model(7, seed=0)
+    rows = tf.Variable(0)
+    wrap = (lambda f: f) if mode == "eager" else tf.function
+    best, best_rows = decode_biased("beam", table, rows, 3, True, wrap, n_best=1)
+    full, full_rows = decode_biased("beam", table, rows, 3, True, wrap)
+    assert_same_hypotheses(best, tf.nest.map_structure(lambda x: x[:, :1], full))
+    assert best_rows < full_rows
 
 
 def test_done_sentences_stay_under_xla():
@@ -499,6 +550,9 @@ def test_rejects_bad_arguments():
         run_beam(table, [0], [0], beam_size=0, max_length=3)
     with pytest.raises(ValueError, match="stopping"):
         run_beam(table, [0], [0], beam_size=2, max_length=3, stopping="early")
+    for n_best in (0, 3, 1.0):
+        with pytest.raises(ValueError, match="n_best"):
+            run_beam(table, [0], [0], beam_size=2, max_length=3, n_best=n_best)
     with pytest.raises(ValueError, match="temperature"):
         run_sample(table, temperature=0.0)
 

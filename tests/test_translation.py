@@ -118,9 +118,10 @@ def test_beam_hypotheses_sorted_by_penalized_score(trained):
 def test_translate_passes_its_stopping_rule_to_beam_search(trained, monkeypatch):
     rules = []
 
-    def spy(*args, stopping, **kwargs):
+    def spy(*args, stopping, n_best, **kwargs):
         rules.append(stopping)
-        return beam_search(*args, stopping=stopping, **kwargs)
+        assert n_best == 1  # translate keeps the best hypothesis only: settle that one
+        return beam_search(*args, stopping=stopping, n_best=n_best, **kwargs)
 
     beam_search = decoding.beam_search
     monkeypatch.setattr(decoding, "beam_search", spy)

@@ -446,15 +446,15 @@ def _gather_beams(x, flat_parents):
     return tf.gather(x, flat_parents)
 
 
-def _top_finished(pool, candidates, beam_size):
-    """Keeps the `beam_size` best of two `[B, K]`-shaped pools of finished hypotheses.
+def _top_finished(pool, candidates, size):
+    """Keeps the `size` best of two pools of finished hypotheses (`[B, n]` and `[B, m]`).
 
-    Each pool is a dict of `scores` `[B, K]` and other fields `[B, K, ...]`.
+    Each pool is a dict of `scores` `[B, n]` and other fields `[B, n, ...]`.
     `top_k` keeps the first of equal scores, so on ties `pool` (older,
     shorter hypotheses) wins over `candidates`.
     """
     merged = tf.nest.map_structure(lambda a, b: tf.concat([a, b], axis=1), pool, candidates)
-    _, best = tf.math.top_k(merged["scores"], k=beam_size)
+    _, best = tf.math.top_k(merged["scores"], k=size)
     return tf.nest.map_structure(lambda x: tf.gather(x, best, batch_dims=1), merged)
 
 
@@ -473,6 +473,7 @@ def beam_search(
     constants=None,
     stopping="exact",
     tile_constants=True,
+    n_best=None,
 ):
     """Decodes the `beam_size` best hypotheses of each sentence by beam search.
 
@@ -487,23 +488,28 @@ def beam_search(
     `beam_size` best extensions that do not end stay live, and each extension
     that ends moves to a pool of finished hypotheses, provided it ranks among
     the `beam_size` best extensions of that step (so `beam_size=1` is exactly
-    greedy search when `alpha = 0`). The pool keeps the `beam_size` best by
-    penalized score. Finished hypotheses are never extended. A sentence is
-    done when its pool is full and no live hypothesis can still beat its
-    worst member; decoding stops when all sentences are done or at
-    `max_length`. Hypotheses still live at `max_length` compete with the
-    finished ones, so the result is the `beam_size` best of all hypotheses
-    found, best first. `stopping` chooses how a live hypothesis is bounded:
+    greedy search when `alpha = 0`). The pool keeps the `n_best` best by
+    penalized score (`beam_size` unless fewer are asked for). Finished
+    hypotheses are never extended. A sentence is done when its pool is full
+    and no live hypothesis can still beat its worst member; decoding stops
+    when all sentences are done or at `max_length`. Hypotheses still live at
+    `max_length` compete with the finished ones, so the result is the
+    `n_best` best of all hypotheses found, best first. A caller that keeps
+    only the best hypothesis (`n_best=1`) lets each sentence stop as soon as
+    that one is settled rather than its `beam_size` best. `stopping` chooses
+    how a live hypothesis is bounded:
 
     - `"exact"`: by its current log-probability over the largest `lp` it could
       reach by `max_length` (log-probabilities only decrease). Stopping then
-      never changes the result.
+      never changes the result, whatever `n_best`: its `n_best` hypotheses
+      are the first `n_best` of `n_best=beam_size`.
     - `"heuristic"`: by its current log-probability over the `lp` of ending at
       the next step, the rule of Hugging Face Transformers' default
       (`early_stopping=False`). With `alpha > 0` a longer hypothesis that
       would have won can be missed, but sentences stop sooner: on the zoo's
       translators it gave the same 1000 test translations 1.22x-1.24x
-      faster. With `alpha = 0` both rules are the same.
+      faster. With `alpha = 0` both rules are the same. Under this rule a
+      smaller `n_best` can change the best hypothesis too (it stops sooner).
 
     With `constants`, sentences that are done leave the batch: `step_fn`
     then runs on the rows of the sentences still being decoded only (once a
@@ -537,14 +543,16 @@ def beam_search(
             rows `b * r ... (b + 1) * r - 1`, `r = N // B` (1 at the first
             step, `beam_size` after): no copies of the source per hypothesis
             to make, to read at every step, or to gather when sentences leave.
+        n_best: Python int in `[1, beam_size]`, the hypotheses returned per
+            sentence (default `beam_size`); a sentence is done once these are.
 
     Returns:
-        A dict with, per sentence, the `beam_size` hypotheses sorted best first:
-        `tokens` `[B, K, max_length]` int32, `lengths` `[B, K]` int32 (end token
-        included), `scores` `[B, K]` float32 (penalized), `log_probs` `[B, K]`
+        A dict with, per sentence, the `n_best` (`R`) hypotheses sorted best first:
+        `tokens` `[B, R, max_length]` int32, `lengths` `[B, R]` int32 (end token
+        included), `scores` `[B, R]` float32 (penalized), `log_probs` `[B, R]`
         float32 (unpenalized) and, when `step_fn` returns extras, `extras`
-        (each `[B, K, max_length, ...]`, recorded along each hypothesis' path).
-        If fewer than `beam_size` hypotheses exist (tiny vocabularies), the
+        (each `[B, R, max_length, ...]`, recorded along each hypothesis' path).
+        If fewer than `n_best` hypotheses exist (tiny vocabularies), the
         missing ones have score `-inf`, length 0 and only padding.
 
     Example:
@@ -561,6 +569,10 @@ def beam_search(
         raise ValueError(f"`beam_size` must be a Python int >= 1, got {beam_size!r}.")
     if stopping not in _STOPPING_RULES:
         raise ValueError(f"`stopping` must be one of {_STOPPING_RULES}, got {stopping!r}.")
+    n_best = beam_size if n_best is None else n_best
+    if not isinstance(n_best, int) or not 1 <= n_best <= beam_size:
+        raise ValueError(f"`n_best` must be a Python int in [1, beam_size={beam_size}], "
+                         f"got {n_best!r}.")
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
     end_id = tf.convert_to_tensor(end_id, tf.int32)
     pad_id = tf.constant(pad_id, tf.int32)
@@ -634,11 +646,11 @@ def beam_search(
                 loop["alive_extras"],
                 extras,
             ),
-            "finished": _top_finished(loop["finished"], ended, k),
+            "finished": _top_finished(loop["finished"], ended, n_best),
         }
 
     def sentence_done(loop):
-        """[B] bool: the finished pool is full and no live hypothesis can beat it."""
+        """[B] bool: the `n_best` pool is full and no live hypothesis can beat it."""
         best_alive = tf.reduce_max(loop["alive_log_probs"], axis=1)
         best_reachable = tf.where(
             _is_alive(best_alive), best_alive / bound_penalty(loop["step"]), _DEAD
@@ -652,7 +664,7 @@ def beam_search(
         return update(_call_step(step_fn, loop["ids"], loop["state"], loop.get("constants")), loop)
 
     # Sentences that are done have their final hypotheses in their pool already.
-    outcome = lambda loop: _best_hypotheses(loop, k, penalty)
+    outcome = lambda loop: _best_hypotheses(loop, k, n_best, penalty)
     leave = lambda loop: _without_done_sentences(loop, sentence_done(loop), outcome, k,
                                                  per_sentence)
 
@@ -681,11 +693,13 @@ def beam_search(
         "alive_tokens": tf.fill([batch_size * k, max_length], pad_id),
         "alive_extras": extras_history,
         "finished": {
-            "scores": tf.fill([batch_size, k], _DEAD),
-            "log_probs": tf.fill([batch_size, k], _DEAD),
-            "lengths": tf.zeros([batch_size, k], tf.int32),
-            "tokens": tf.fill([batch_size, k, max_length], pad_id),
-            "extras": tf.nest.map_structure(lambda h: _split_beams(h, k), extras_history),
+            "scores": tf.fill([batch_size, n_best], _DEAD),
+            "log_probs": tf.fill([batch_size, n_best], _DEAD),
+            "lengths": tf.zeros([batch_size, n_best], tf.int32),
+            "tokens": tf.fill([batch_size, n_best, max_length], pad_id),
+            "extras": tf.nest.map_structure(
+                lambda h: _split_beams(h, k)[:, :n_best], extras_history
+            ),
         },
     }
     if constants is not None:
@@ -778,8 +792,8 @@ def _any_batch_size(loop):
             "results": tf.nest.map_structure(lambda x: x.shape, loop["results"])}
 
 
-def _best_hypotheses(loop, beam_size, penalty):
-    """The pool of the `beam_size` best finished and still-live hypotheses of each sentence."""
+def _best_hypotheses(loop, beam_size, n_best, penalty):
+    """The pool of the `n_best` best finished and still-live hypotheses of each sentence."""
     alive_log_probs = loop["alive_log_probs"]
     unfinished = {
         "scores": tf.where(
@@ -790,7 +804,7 @@ def _best_hypotheses(loop, beam_size, penalty):
         "tokens": _split_beams(loop["alive_tokens"], beam_size),
         "extras": tf.nest.map_structure(lambda h: _split_beams(h, beam_size), loop["alive_extras"]),
     }
-    return _top_finished(loop["finished"], unfinished, beam_size)
+    return _top_finished(loop["finished"], unfinished, n_best)
 
 
 def _as_result(best, pad_id):

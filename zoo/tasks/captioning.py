@@ -267,7 +267,7 @@ class ImageCaptioner(keras.Model):
         else:
             result = beam_search(self._step_function(), state, start_ids, END_ID, beam_size,
                                  max_length, length_penalty=self.length_penalty, pad_id=PAD_ID,
-                                 constants=image, tile_constants=False)
+                                 constants=image, tile_constants=False, n_best=1)
             best = lambda x: x[:, 0]  # noqa: E731
         tokens = best(result["tokens"])
         # The end marker and padding print as "": the caption is the words before them.
