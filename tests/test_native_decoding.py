@@ -1,4 +1,4 @@
-"""The native decoding kernels (`zoo_log_softmax`, `zoo_top_k`) against TF's own ops."""
+"""The native decoding kernels (log-softmax, top-k, attention, GRU cell) against TF's ops."""
 
 import os
 import subprocess
@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from zoo import decoding
 from zoo.layers import native
+from zoo.layers.fast_recurrent import gru_cell_step
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +267,56 @@ def test_attention_kernel_rejects_mismatched_shapes(ops):
 # -- The kernels' narrower code: AVX2 and scalar builds -------------------------------
 
 TESTS = Path(__file__).parent
+
+
+def _gru_cell(units, seed=0, **config):
+    import keras
+
+    cell = keras.layers.GRUCell(units, **config)
+    cell.build((None, 9))
+    rng = np.random.default_rng(seed)
+    for variable in cell.weights:  # biases too, and products large enough to saturate gates
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    return cell
+
+
+@pytest.mark.parametrize("units, rows", [(256, 320), (24, 5), (7, 3), (1, 2), (16, 0)])
+def test_gru_cell_kernel_matches_the_keras_cell(ops, units, rows):
+    """Units of whole 16- and 8-lane blocks and a scalar tail; saturated gates included."""
+    cell = _gru_cell(units, seed=units)
+    inputs, state = _rows(rows, 9, seed=1), _rows(rows, units, seed=2, scale=1.0)
+    expected = cell(inputs, [state], training=False)[0]
+    graph = tf.function(lambda x, h: gru_cell_step(cell, x, h)).get_concrete_function(
+        inputs, state).graph
+    assert "ZooGruCell" in {op.type for op in graph.get_operations()}
+    np.testing.assert_allclose(gru_cell_step(cell, inputs, state), expected, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("config", [{"reset_after": False}, {"activation": "relu"},
+                                    {"recurrent_activation": "hard_sigmoid"}])
+def test_gru_cell_step_runs_other_cells_and_left_out_through_keras(ops, config):
+    cell, plain = _gru_cell(8, **config), _gru_cell(8)
+    inputs, state = _rows(4, 9, seed=3), _rows(4, 8, seed=4, scale=1.0)
+
+    def op_types(cell):
+        graph = tf.function(lambda x, h: gru_cell_step(cell, x, h)).get_concrete_function(
+            inputs, state).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert "ZooGruCell" not in op_types(cell)
+    np.testing.assert_allclose(gru_cell_step(cell, inputs, state),
+                               cell(inputs, [state], training=False)[0], rtol=1e-6)
+    with native.left_out():
+        assert "ZooGruCell" not in op_types(plain)
+
+
+def test_gru_cell_kernel_rejects_mismatched_shapes(ops):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="do not match"):
+        ops.zoo_gru_cell(_rows(4, 24), _rows(4, 24), _rows(4, 7))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="do not match"):
+        ops.zoo_gru_cell(_rows(3, 24), _rows(4, 24), _rows(4, 8))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        ops.zoo_gru_cell(_rows(4, 24), _rows(4, 24), tf.zeros([4, 8, 1]))
 
 
 def test_the_build_target_follows_zoo_native_march(monkeypatch):

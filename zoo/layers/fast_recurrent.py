@@ -705,6 +705,33 @@ class FastGRU(_FastCPUMixin, keras.layers.GRU):
     """
 
 
+def _native_gates_apply(cell):
+    """Whether `ZooGruCell` computes what this `keras.layers.GRUCell` does at inference."""
+    return (isinstance(cell, keras.layers.GRUCell) and cell.reset_after and cell.use_bias
+            and keras.activations.serialize(cell.activation) == "tanh"
+            and keras.activations.serialize(cell.recurrent_activation) == "sigmoid")
+
+
+def gru_cell_step(cell, inputs, state):
+    """One inference step of a `keras.layers.GRUCell`: its new state `[N, U]`.
+
+    A decoder's step function calls its cell on `[N, F]` inputs once per
+    step. Where the native kernels can run (`native.ops_for`) and the cell
+    has the stock configuration, the two products (with their biases, which
+    TF fuses into them) are TF's and the gates one pass of `zoo_gru_cell`
+    instead of a dozen element-wise ops; the same values to float32 round-off.
+    Otherwise the cell itself runs.
+    """
+    ops = native.ops_for(inputs, state) if _native_gates_apply(cell) else None
+    if ops is None:
+        return cell(inputs, [state], training=False)[0]
+    with tf.name_scope("gru_cell"):  # as the cell's own ops are named (in profiles)
+        input_bias, recurrent_bias = tf.unstack(tf.convert_to_tensor(cell.bias))
+        x_projected = tf.nn.bias_add(tf.matmul(inputs, cell.kernel), input_bias)
+        h_projected = tf.nn.bias_add(tf.matmul(state, cell.recurrent_kernel), recurrent_bias)
+        return ops.zoo_gru_cell(x_projected, h_projected, state)
+
+
 def use_fast_kernels(model, jit_compile=None):
     """Route every stock LSTM/GRU of `model` (in place) through the fast CPU kernel.
 

@@ -47,6 +47,7 @@ from zoo.layers import (
     recurrent_stack,
     rnn_layer,
 )
+from zoo.layers.fast_recurrent import gru_cell_step
 from zoo.layers.reversible import END_ID, OOV_ID, PAD_ID, START_ID, join_tokens, reversible_split
 from zoo.layers.text import ensure_one_step
 from zoo.tracing import traced
@@ -222,7 +223,7 @@ class Seq2Seq(keras.Model):
             y = tf.gather(embeddings, token_ids)  # a lookup without a Keras mask attached
             new_states = []
             for cell, state in zip(cells, states):
-                y, _ = cell(y, [state], training=False)
+                y = gru_cell_step(cell, y, state)
                 new_states.append(y)
             context, weights = attention(y, source["encoded"], mask=source["mask"],
                                          keys=source["keys"])

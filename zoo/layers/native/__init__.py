@@ -1,5 +1,5 @@
 """Native CPU kernels as C++ TensorFlow custom ops: LSTM / GRU loops, and a decoder's
-log-softmax and top-k.
+GRU gates, attention, log-softmax and top-k.
 
 At batch 1 a recurrent step is a vector-matrix product that XLA and TF run on
 one core, streaming the whole recurrent kernel from the shared L3 cache every
@@ -10,7 +10,8 @@ L2, and runs every step's product there (a register-blocked matrix kernel for
 batches; for tiny ones each thread first projects the inputs of every step
 onto its columns). `zoo.layers.fast_recurrent` uses the ops outside
 XLA-compiled functions, for inference and for training's forward and
-backward loops. `decoding_kernels.cc` runs a decoding step's additive
+backward loops. `decoding_kernels.cc` runs a decoding step's GRU gates in one
+pass over its two products (`zoo_gru_cell`, `fast_recurrent.gru_cell_step`), its additive
 attention without materializing its `[N, S, units]` hidden layer, each
 source read once for all of its hypotheses (`zoo_additive_attention`),
 normalizes a decoder's `[N, V]` logits (`zoo_log_softmax`), takes the best
@@ -154,7 +155,7 @@ def ops_for(*tensors):
 
 def ops():
     """The op library (`zoo_lstm_sequence`, `zoo_gru_sequence`, `zoo_lstm_backward`,
-    `zoo_gru_backward`, `zoo_additive_attention`, `zoo_log_softmax`, `zoo_top_k`,
+    `zoo_gru_backward`, `zoo_gru_cell`, `zoo_additive_attention`, `zoo_log_softmax`, `zoo_top_k`,
     `zoo_log_softmax_top_k`), or None.
 
     None (with the reason in `unavailable_reason()`, logged once) when

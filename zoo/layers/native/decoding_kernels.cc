@@ -1,6 +1,6 @@
-// Native kernels for a decoding step, as TensorFlow custom ops: its additive attention
-// (ZooAdditiveAttention) and its output rows (ZooLogSoftmax, ZooTopK, and the two fused,
-// ZooLogSoftmaxTopK). Every decoding
+// Native kernels for a decoding step, as TensorFlow custom ops: its recurrent cell's gates
+// (ZooGruCell), its additive attention (ZooAdditiveAttention) and its output rows
+// (ZooLogSoftmax, ZooTopK, and the two fused, ZooLogSoftmaxTopK). Every decoding
 // step normalizes [N, V] logits and beam search then takes the best few tokens of each
 // row; TF's CPU kernels make several passes over the [N, V] tensor for each
 // (log_softmax: max, subtract, exp, sum, log, subtract; top_k about 2 ns per element
@@ -354,6 +354,66 @@ class AdditiveAttentionOp : public OpKernel {
   }
 };
 
+// ---------------------------------------------------------------------------------------
+// One GRU step's gates (keras.layers.GRUCell, reset_after) from its two products with
+// their biases, x W + b_x and h U + b_h: z, r = sigmoid(x_zr + hu_zr); h~ = tanh(x_h + r
+// hu_h); h' = z h + (1 - z) h~. TF runs these as a dozen element-wise ops, each a pass
+// over [N, U] (about 0.55 ms of a 1.8 ms GRUCell call at beam 5's 320 rows); here each
+// row in one pass, rows split between TF's intra-op threads.
+// ---------------------------------------------------------------------------------------
+
+void GruGatesRow(const float* x, const float* hu, const float* h, int units, float* out) {
+  const float *xz = x, *xr = x + units, *xh = x + 2 * units;
+  const float *uz = hu, *ur = hu + units, *uh = hu + 2 * units;
+  ForEachBlock(
+      units,
+      [&](auto isa, int j) {
+        using I = decltype(isa);
+        const auto z = I::Sigmoid(I::Add(I::Load(xz + j), I::Load(uz + j)));
+        const auto r = I::Sigmoid(I::Add(I::Load(xr + j), I::Load(ur + j)));
+        const auto candidate = I::Tanh(I::Fma(r, I::Load(uh + j), I::Load(xh + j)));
+        // z h + (1 - z) h~ = h~ + z (h - h~)
+        I::Store(out + j, I::Fma(z, I::Sub(I::Load(h + j), candidate), candidate));
+      },
+      [&](int j) {
+        const float z = Sigmoid(xz[j] + uz[j]), r = Sigmoid(xr[j] + ur[j]);
+        const float candidate = std::tanh(xh[j] + r * uh[j]);
+        out[j] = z * h[j] + (1.0f - z) * candidate;
+      });
+}
+
+class GruCellOp : public OpKernel {
+ public:
+  explicit GruCellOp(OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor &x = context->input(0), &hu = context->input(1), &h = context->input(2);
+    OP_REQUIRES(context, h.dims() == 2 && x.dims() == 2 && hu.dims() == 2,
+                InvalidArgument("expected x_projected and h_projected [N, 3U], h [N, U]; got ",
+                                x.shape().DebugString(), ", ", hu.shape().DebugString(),
+                                ", ", h.shape().DebugString()));
+    const int64_t rows = h.dim_size(0);
+    const int units = static_cast<int>(h.dim_size(1));
+    OP_REQUIRES(context, x.dim_size(0) == rows && hu.dim_size(0) == rows &&
+                             x.dim_size(1) == 3 * units && hu.dim_size(1) == 3 * units,
+                InvalidArgument("shapes do not match: x_projected ", x.shape().DebugString(),
+                                ", h_projected ", hu.shape().DebugString(), ", h ",
+                                h.shape().DebugString()));
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, h.shape(), &output));
+    if (rows == 0 || units == 0) return;
+    const float *xs = x.flat<float>().data(), *hus = hu.flat<float>().data(),
+                *hs = h.flat<float>().data();
+    float* out = output->flat<float>().data();
+    ForRows(context, rows, 40 * units, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        GruGatesRow(xs + r * 3 * units, hus + r * 3 * units, hs + r * units, units,
+                    out + r * units);
+      }
+    });
+  }
+};
+
 // Outputs 0 and 1 of the top-k ops: [N, k] for a [N, V] input 0.
 tensorflow::Status TopKShapes(tensorflow::shape_inference::InferenceContext* c) {
   tensorflow::shape_inference::ShapeHandle input;
@@ -397,6 +457,18 @@ REGISTER_OP("ZooLogSoftmaxTopK")
       return tensorflow::OkStatus();
     });
 
+REGISTER_OP("ZooGruCell")
+    .Input("x_projected: float")  // [N, 3U]: x W + b_x, gates z, r, h~ (Keras order)
+    .Input("h_projected: float")  // [N, 3U]: h U + b_h
+    .Input("h: float")            // [N, U]
+    .Output("new_h: float")       // [N, U]
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      tensorflow::shape_inference::ShapeHandle h;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 2, &h));
+      c->set_output(0, h);
+      return tensorflow::OkStatus();
+    });
+
 REGISTER_OP("ZooAdditiveAttention")
     .Input("query: float")         // [N, U], the projected query W_q s; N = B * rows per source
     .Input("keys: float")          // [B, S, U]
@@ -421,6 +493,7 @@ REGISTER_KERNEL_BUILDER(Name("ZooLogSoftmaxTopK").Device(tensorflow::DEVICE_CPU)
                         LogSoftmaxTopKOp);
 REGISTER_KERNEL_BUILDER(Name("ZooAdditiveAttention").Device(tensorflow::DEVICE_CPU),
                         AdditiveAttentionOp);
+REGISTER_KERNEL_BUILDER(Name("ZooGruCell").Device(tensorflow::DEVICE_CPU), GruCellOp);
 
 }  // namespace
 }  // namespace zoo
