@@ -49,7 +49,7 @@ import keras
 import tensorflow as tf
 
 from zoo.layers import native
-from zoo.layers.recurrent import cudnn_ineligibility, iter_recurrent_layers
+from zoo.layers.recurrent import cudnn_ineligibility, gate_ineligibility, iter_recurrent_layers
 
 # XLA-compile the recurrent loops on CPU (the default of FastLSTM/FastGRU, fast_cpu_model
 # and use_fast_kernels): it fuses each step's gate arithmetic into one kernel. In
@@ -705,13 +705,6 @@ class FastGRU(_FastCPUMixin, keras.layers.GRU):
     """
 
 
-def _native_gates_apply(cell):
-    """Whether `ZooGruCell` computes what this `keras.layers.GRUCell` does at inference."""
-    return (isinstance(cell, keras.layers.GRUCell) and cell.reset_after and cell.use_bias
-            and keras.activations.serialize(cell.activation) == "tanh"
-            and keras.activations.serialize(cell.recurrent_activation) == "sigmoid")
-
-
 def gru_cell_step(cell, inputs, state):
     """One inference step of a `keras.layers.GRUCell`: its new state `[N, U]`.
 
@@ -722,7 +715,8 @@ def gru_cell_step(cell, inputs, state):
     instead of a dozen element-wise ops; the same values to float32 round-off.
     Otherwise the cell itself runs.
     """
-    ops = native.ops_for(inputs, state) if _native_gates_apply(cell) else None
+    native_gates = isinstance(cell, keras.layers.GRUCell) and not gate_ineligibility(cell)
+    ops = native.ops_for(inputs, state) if native_gates else None
     if ops is None:
         return cell(inputs, [state], training=False)[0]
     with tf.name_scope("gru_cell"):  # as the cell's own ops are named (in profiles)

@@ -361,22 +361,28 @@ def recurrent_stack(
     return x
 
 
-def cudnn_ineligibility(layer):
-    """Reasons a stock LSTM/GRU layer would miss the cuDNN kernel ([] when eligible)."""
+def gate_ineligibility(cell):
+    """Reasons an LSTM/GRU cell's inference step is not the one cuDNN (and the zoo's
+    native kernels) compute: tanh and sigmoid, biases, GRU reset_after ([] when it is)."""
     reasons = []
-    cell = layer.cell
     if keras.activations.serialize(cell.activation) != "tanh":
         reasons.append("activation is not tanh")
     if keras.activations.serialize(cell.recurrent_activation) != "sigmoid":
         reasons.append("recurrent_activation is not sigmoid")
     if not cell.use_bias:
         reasons.append("use_bias is False")
+    if isinstance(cell, keras.layers.GRUCell) and not cell.reset_after:
+        reasons.append("GRU reset_after is False")
+    return reasons
+
+
+def cudnn_ineligibility(layer):
+    """Reasons a stock LSTM/GRU layer would miss the cuDNN kernel ([] when eligible)."""
+    reasons = gate_ineligibility(layer.cell)
     if layer.unroll:
         reasons.append("unroll is True")
-    if cell.recurrent_dropout:
+    if layer.cell.recurrent_dropout:
         reasons.append("recurrent_dropout is not 0")
-    if isinstance(layer, keras.layers.GRU) and not cell.reset_after:
-        reasons.append("GRU reset_after is False")
     if getattr(layer, "use_cudnn", "auto") is False:
         reasons.append("use_cudnn is False")
     return reasons
